@@ -1,0 +1,90 @@
+"""The search backend contract.
+
+A backend wraps one library. Build parameters go to the constructor, query
+parameters to ``set_query_params``; the harness, not the backend, does timing,
+memory, recall and error handling, so a backend stays a thin adapter that is
+easy to review against the library's own documentation.
+
+Data conventions (the harness guarantees them before calling a backend):
+- float metrics get C-contiguous float32 arrays; ``angular`` data is already
+  L2-normalised, so inner product on it equals cosine similarity;
+- ``hamming`` gets packed uint8 codes of shape (n, dim // 8), MSB first;
+  ``dim`` is then the number of bits.
+- ``search`` returns (distances, ids), both of shape (n_queries, k); ids are
+  int64 row numbers into the database, padded with -1 when fewer than k results
+  exist. Distances are informational (the harness recomputes exact distances of
+  the returned ids for recall), but must be sorted ascending (most similar first).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bench.errors import BenchError
+
+
+class Backend(ABC):
+    #: canonical metric names this backend accepts (see bench.metric_names)
+    metrics: ClassVar[tuple[str, ...]] = ()
+    #: True for exact search: the harness checks it scores recall 1.0 before timing
+    exact: ClassVar[bool] = False
+    #: documented query parameters, name -> description (for `bench list algorithms`)
+    query_params_doc: ClassVar[dict[str, str]] = {}
+    #: the most accurate documented setting, used by the conformance suite:
+    #: {"build": {...}, "query": {...}}; recall must reach 0.9 there on clustered data
+    accurate_params: ClassVar[dict[str, dict[str, Any]]] = {"build": {}, "query": {}}
+    registered_name: ClassVar[str] = ""
+
+    def __init__(self, metric: str, dim: int, **build_params: Any) -> None:
+        if metric not in self.metrics:
+            raise BenchError(
+                f"{type(self).registered_name or type(self).__name__} does not support metric "
+                f"{metric!r}; supported: {', '.join(self.metrics)}"
+            )
+        self.metric = metric
+        self.dim = dim
+        self.threads = 1
+
+    def set_threads(self, threads: int) -> None:
+        """Called once before build with the experiment's thread count."""
+        self.threads = threads
+
+    @abstractmethod
+    def build(self, data: np.ndarray) -> None: ...
+
+    def set_query_params(self, **params: Any) -> None:
+        if params:
+            raise BenchError(
+                f"{type(self).registered_name} takes no query parameters, got {sorted(params)}"
+            )
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def index_bytes(self) -> int | None:
+        """The backend's own estimate of its index size (e.g. serialized size)."""
+        return None
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Backend-specific figures of the last search, e.g. candidates examined per query."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+        """Release resources (temporary files, threads)."""
+
+
+def pad_results(
+    distances: np.ndarray, ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (n, m) results with m < k to (n, k): ids -1, distances +inf."""
+    n, m = ids.shape
+    if m >= k:
+        return distances[:, :k], ids[:, :k]
+    out_d = np.full((n, k), np.inf, dtype=np.float32)
+    out_i = np.full((n, k), -1, dtype=np.int64)
+    out_d[:, :m] = distances
+    out_i[:, :m] = ids
+    return out_d, out_i

@@ -1,0 +1,166 @@
+"""The `bench` command line. Thin: parse, call, print.
+
+Errors a user can fix (``BenchError``) print as one line and exit with code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import BenchError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class BenchGroup(click.Group):
+    """Turns BenchError (and a few environment errors) into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            if debug:
+                raise
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: finished runs are saved; run again to resume")
+            sys.exit(130)
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="featbench")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """featbench: nearest-neighbour search benchmarks on image and text features.
+
+    \b
+    bench run quickstart        run a built-in experiment (or a YAML path)
+    bench process quickstart    plots and a report under plots/quickstart/
+    bench list experiments      built-in experiments, algorithms, datasets
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("experiment")
+@click.option("--force", is_flag=True, help="Redo runs already in results.json.")
+@click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local",
+              show_default=True,
+              help="local: one isolated worker process per build; inline: in this process "
+                   "(debugging, no time or memory limit); ray: a Ray cluster.")
+@click.option("--workers", type=int, default=None, help="Processes for feature extraction.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
+@click.pass_context
+def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers: int | None,
+        no_progress: bool) -> None:
+    """Run EXPERIMENT (a built-in name or a YAML file) and write results/<name>/results.json.
+
+    Features and ground truth are cached; runs already recorded are skipped, so an
+    interrupted run resumes where it stopped.
+    """
+    from bench.runner import RunOptions, run_experiment
+
+    options = RunOptions(force=force, executor=executor, progress=not no_progress,
+                         workers=workers)
+    results = run_experiment(experiment, options, console)
+    print_summary(results.runs)
+    failed = [r for r in results.runs if r["status"] != "ok"]
+    console.print(
+        f"[bold green]wrote[/] {results.path} ({len(results.runs)} runs, {len(failed)} failed)"
+    )
+
+
+def print_summary(runs: list[dict[str, Any]]) -> None:
+    table = Table(title="runs", show_lines=False)
+    for col in ("extractor", "algorithm", "build", "query", "k", "status", "recall", "QPS",
+                "build s", "index MB"):
+        table.add_column(col, justify="right" if col in ("k", "recall", "QPS", "build s",
+                                                         "index MB") else "left")
+    for r in runs:
+        ok = r["status"] == "ok"
+        recall = r.get("hit_rate", r.get("recall"))
+        size = r.get("index_bytes") or r.get("index_uss_bytes")
+        table.add_row(
+            r.get("extractor") or "", r["label"], _params(r["build_params"]),
+            _params(r["query_params"]), str(r["k"]),
+            r["status"] if ok else f"[red]{r['status']}[/]",
+            f"{recall:.4f}" if ok and recall is not None else "",
+            f"{r['qps']:,.0f}" if ok else "",
+            f"{r['build_time_s']:.2f}" if r.get("build_time_s") is not None else "",
+            f"{size / 1e6:.1f}" if size else "",
+        )
+    out.print(table)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("factory",
+                                                                        "index_binary_factory"))
+
+
+@cli.command()
+@click.argument("experiment")
+@click.option("--svg", is_flag=True, help="Also write SVG versions of the plots.")
+@click.option("--all-points", is_flag=True, help="Show every run, not only the Pareto front.")
+def process(experiment: str, svg: bool, all_points: bool) -> None:
+    """Plots, tables and a report for EXPERIMENT's results under plots/<name>/."""
+    from bench.process import process_results
+
+    written = process_results(experiment, svg=svg, all_points=all_points, console=console)
+    for path in written:
+        out.print(str(path))
+
+
+@cli.command(name="list")
+@click.argument("what", type=click.Choice(["algorithms", "datasets", "experiments",
+                                           "extractors"]), default="experiments")
+def list_cmd(what: str) -> None:
+    """List built-in experiments, algorithms (with parameters), datasets or extractors."""
+    if what == "experiments":
+        from bench.experiment import builtin_experiments
+
+        for name, path in sorted(builtin_experiments().items()):
+            out.print(f"{name:24s} {path}")
+        return
+    if what == "algorithms":
+        from bench.algorithms import registry
+
+        table = Table(title="algorithms")
+        for col in ("name", "metrics", "build parameters", "query parameters"):
+            table.add_column(col)
+        for name, cls in registry.items():
+            params = [
+                f"{p.name}={p.default!r}" if p.default is not inspect.Parameter.empty else p.name
+                for p in inspect.signature(cls.__init__).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY
+            ]
+            table.add_row(name, ", ".join(cls.metrics), ", ".join(params),
+                          ", ".join(cls.query_params_doc))
+        out.print(table)
+        return
+    from bench.datasets import registry as datasets
+    from bench.extractors import registry as extractors
+
+    reg: Any = datasets if what == "datasets" else extractors
+    for name, cls in reg.items():
+        fields = ", ".join(cls.Options.model_fields)
+        doc = (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""
+        out.print(f"[bold]{name}[/]  {doc}\n    options: {fields or 'none'}")
+
+
+def main() -> None:
+    cli(prog_name="bench")
+
+
+if __name__ == "__main__":
+    main()

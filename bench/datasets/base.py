@@ -1,0 +1,93 @@
+"""The dataset contract.
+
+A dataset turns the options of an experiment's ``dataset:`` section into either
+
+- ``VectorData``: ready vectors (synthetic data, ann-benchmarks HDF5, fvecs, ...),
+  possibly with the file's own ground truth; or
+- ``ItemData``: items (images or texts) that an extractor turns into vectors.
+
+Both may carry ``Item`` metadata (ids, identities, attributes such as the attack
+applied to a query), which identity and label relevance need.
+
+Options are a pydantic model with ``extra="forbid"`` so a misspelled key in the
+YAML is reported with its path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class StrictOptions(BaseModel):
+    """Base for option models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Item:
+    """One database or query item.
+
+    ``id`` is unique within its set and namespaced by dataset (``bsds:100075``);
+    ``identity`` is what identity relevance compares (also namespaced, so ids of
+    two datasets never collide); ``attrs`` holds per-item facts such as
+    ``{"attack": "jpeg_50", "family": "compression"}``.
+    """
+
+    id: str
+    identity: str | None = None
+    path: Path | None = None
+    text: str | None = None
+    labels: tuple[str, ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VectorData:
+    database: np.ndarray  # (n, d) float32, or (n, bits // 8) uint8 packed codes; may be a memmap
+    queries: np.ndarray
+    metric: str | None = None  # the metric the source declares, if any
+    neighbors: np.ndarray | None = None  # the source's own ground truth ids (n_queries, K)
+    distances: np.ndarray | None = None
+    database_items: list[Item] | None = None
+    query_items: list[Item] | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ItemData:
+    database: list[Item]
+    queries: list[Item]
+    modality: str = "image"  # "image" or "text"
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetContext:
+    seed: int
+    cache_dir: Path
+    base_dir: Path  # relative paths in the experiment file resolve against this
+    data_root: Path | None = None  # BENCH_DATA, for datasets that look up default folders
+
+
+class Dataset(ABC):
+    Options: ClassVar[type[StrictOptions]] = StrictOptions
+    registered_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: StrictOptions, context: DatasetContext) -> None:
+        self.options = options
+        self.context = context
+
+    @abstractmethod
+    def load(self) -> VectorData | ItemData: ...
+
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.context.base_dir / p)

@@ -1,0 +1,173 @@
+"""Timing, memory and environment measurement.
+
+Timing follows ann-benchmarks' discipline with two corrections: one untimed
+warm-up, then ``runs`` repeats with ``perf_counter_ns``, keeping the fastest
+repeat and reporting latency percentiles *from that same repeat* (mixing the
+best total with another repeat's percentiles would describe no real run).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+PACKAGES = (
+    "featbench", "numpy", "faiss-cpu", "hnswlib", "annoy", "scikit-learn", "torch",
+    "imagehash", "pillow", "usearch", "pynndescent", "ray",
+)
+
+
+@dataclass
+class SearchTiming:
+    total_s: float  # wall time of the best repeat
+    latencies_s: np.ndarray  # per-query latencies of that repeat (batch: total / n each)
+    distances: np.ndarray
+    ids: np.ndarray
+    repeats_s: list[float]
+
+    def summary(self, n_queries: int) -> dict[str, float]:
+        lat = self.latencies_s
+        return {
+            "qps": n_queries / self.total_s if self.total_s > 0 else float("inf"),
+            "search_time_s": self.total_s,
+            "latency_mean_ms": float(lat.mean() * 1e3),
+            "latency_p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "latency_p95_ms": float(np.percentile(lat, 95) * 1e3),
+            "latency_p99_ms": float(np.percentile(lat, 99) * 1e3),
+        }
+
+
+def time_search(
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    queries: np.ndarray,
+    k: int,
+    *,
+    mode: str,
+    runs: int,
+) -> SearchTiming:
+    """Warm up once, repeat ``runs`` times, keep the fastest repeat."""
+    n = len(queries)
+    warm = queries if mode == "batch" else queries[: min(n, 100)]
+    if mode == "batch":
+        search(warm, k)
+    else:
+        for i in range(len(warm)):
+            search(warm[i : i + 1], k)
+    best: SearchTiming | None = None
+    repeats = []
+    for _ in range(runs):
+        if mode == "batch":
+            t0 = time.perf_counter_ns()
+            dist, ids = search(queries, k)
+            total = (time.perf_counter_ns() - t0) * 1e-9
+            lat = np.full(n, total / n)
+        else:
+            lat_ns = np.empty(n, dtype=np.int64)
+            dist = np.empty((n, k), dtype=np.float32)
+            ids = np.empty((n, k), dtype=np.int64)
+            clock = time.perf_counter_ns
+            for i in range(n):
+                q = queries[i : i + 1]
+                t0 = clock()
+                d, j = search(q, k)
+                lat_ns[i] = clock() - t0
+                dist[i] = d[0]
+                ids[i] = j[0]
+            total = lat_ns.sum() * 1e-9
+            lat = lat_ns * 1e-9
+        repeats.append(total)
+        if best is None or total < best.total_s:
+            best = SearchTiming(total, lat, np.asarray(dist), np.asarray(ids, dtype=np.int64), [])
+    assert best is not None
+    best.repeats_s = repeats
+    return best
+
+
+def uss_bytes() -> int:
+    """Unique set size: memory that would be freed if this process exited."""
+    try:
+        return int(psutil.Process().memory_full_info().uss)
+    except (psutil.AccessDenied, AttributeError):  # pragma: no cover - platform dependent
+        return int(psutil.Process().memory_info().rss)
+
+
+def peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if platform.system() == "Darwin" else peak * 1024)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path or Path.cwd(), capture_output=True,
+            text=True, timeout=5, check=False,
+        )
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path or Path.cwd(),
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def blas_info() -> list[dict[str, Any]]:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return [
+            {k: v for k, v in info.items() if k in ("internal_api", "version", "architecture",
+                                                     "num_threads", "prefix")}
+            for info in threadpool_info()
+        ]
+    except Exception:  # pragma: no cover - informational only
+        return []
+
+
+def environment(threads: int) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_bytes": psutil.virtual_memory().total,
+        "threads": threads,
+        "packages": package_versions(),
+        "blas": blas_info(),
+        "git_commit": git_commit(Path(__file__).resolve().parent),
+        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS")
+                if k in os.environ},
+    }
