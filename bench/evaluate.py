@@ -8,11 +8,12 @@ can never change its recall.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from bench.datasets.base import Item
+from bench.errors import BenchError
 from bench.groundtruth import exact_distances
 from bench.metrics import check_no_duplicates, id_recall, tie_aware_recall
 
@@ -32,6 +33,29 @@ def knn_scores(
         "recall_p5": float(np.percentile(recall, 5)),
         "recall_min": float(recall.min()),
     }
+
+
+class Judge(Protocol):
+    """Scores one run's ids against a relevance rule; the runner merges the dict
+    into the run record."""
+
+    def scores(self, ids: np.ndarray, k: int) -> dict[str, Any]: ...
+
+
+def make_judge(loaded: Any, fs: Any) -> Judge | None:
+    """The judge for the experiment's ``relevance`` setting (None for plain k-NN)."""
+    exp = loaded.experiment
+    mode = exp.relevance if isinstance(exp.relevance, str) else exp.relevance.get("mode")
+    if mode == "knn":
+        return None
+    if mode == "identity":
+        if not fs.database_items or not fs.query_items:
+            raise BenchError(
+                f"{loaded.source}: relevance identity needs items with identities; "
+                f"dataset {exp.dataset.name} provides none"
+            )
+        return IdentityJudge(fs.database_items, fs.query_items)
+    raise BenchError(f"{loaded.source}: relevance: unknown mode {mode!r}; expected knn or identity")
 
 
 class IdentityJudge:

@@ -57,7 +57,11 @@ class Experiment(_Strict):
     extractor: NamedSection | list[NamedSection] | None = None
     metric: str
     k: int | list[int] = 10
-    relevance: Literal["knn", "identity"] = "knn"
+    #: knn | identity, or a mapping with a ``mode`` key and mode options; validated by
+    #: bench.evaluate.make_judge so relevance modes can grow without touching this model
+    relevance: str | dict[str, Any] = "knn"
+    #: {size, repeats, seed, replace}: metrics as mean and std over query sub-samples
+    query_sample: dict[str, Any] | None = None
     mode: Literal["batch", "single"] = "batch"
     threads: int = Field(1, ge=1)
     runs: int = Field(3, ge=1)

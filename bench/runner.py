@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
 from bench.errors import BenchError
-from bench.evaluate import IdentityJudge, knn_scores
+from bench.evaluate import Judge, knn_scores, make_judge
 from bench.executors.task import BuildTask, Failure, PointResult, QueryPoint
 from bench.experiment import BuildPoint, LoadedExperiment, load_experiment
 from bench.features import FeatureSet, cache_root, extract_item_features, prepare_vectors
@@ -28,7 +28,7 @@ from bench.fingerprint import fingerprint_obj
 from bench.groundtruth import exact_distances, exact_knn, load_or_compute_ground_truth
 from bench.measure import environment
 from bench.metrics import tie_aware_recall
-from bench.results import ResultsFile, atomic_save_npy, now_iso, run_key
+from bench.results import ResultsFile, atomic_save_npy, atomic_write_json, now_iso, run_key
 
 SANITY_QUERIES = 200
 SANITY_MIN_RECALL = 0.99
@@ -103,8 +103,6 @@ def load_feature_sets(
         "options": exp.dataset.options(),
         "description": data.description,
         "fingerprint": fingerprint_obj([fs.fingerprint for fs in sets]),
-        "feature_sets": {fs.extractor or "vectors": {**fs.description,
-                                                     "skipped": fs.skipped} for fs in sets},
     }
     return sets, description
 
@@ -194,7 +192,7 @@ def _base_record(loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint,
 
 def run_build(
     loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, results: ResultsFile,
-    judge: IdentityJudge | None, options: RunOptions, on_point: Any,
+    judge: Judge | None, options: RunOptions, on_point: Any,
 ) -> None:
     exp = loaded.experiment
     done = set() if options.force else results.finished_keys()
@@ -264,7 +262,7 @@ def run_build(
 
 def _point_record(
     loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, result: PointResult,
-    build_info: dict[str, Any], results: ResultsFile, judge: IdentityJudge | None,
+    build_info: dict[str, Any], results: ResultsFile, judge: Judge | None,
 ) -> dict[str, Any]:
     point = result.point
     record = {**_base_record(loaded, fs, bp, point), **build_info, **result.timing,
@@ -295,6 +293,9 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     gt_threads = max(1, os.cpu_count() or 1)
     for fs in sets:
         attach_ground_truth(fs, exp.ks, gt_threads, console, options.progress)
+    dataset_description["feature_sets"] = {
+        fs.extractor or "vectors": {**fs.description, "skipped": fs.skipped} for fs in sets
+    }
     header = {
         "name": exp.name,
         "experiment": exp.model_dump(mode="json"),
@@ -304,25 +305,39 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
         "executor": options.executor,
     }
     results = ResultsFile.open(exp.name, header, force=options.force)
+    for fs in sets:
+        _save_items(results, fs)
     results.save()
     total = len(sets) * sum(len(bp.queries) for bp in loaded.builds) * len(exp.ks)
     with _progress(console, options.progress) as bar:
         task = bar.add_task("runs", total=total)
         for fs in sets:
-            judge = None
-            if exp.relevance == "identity":
-                if not fs.database_items or not fs.query_items:
-                    raise BenchError(
-                        f"{loaded.source}: relevance identity needs items with identities; "
-                        f"dataset {exp.dataset.name} provides none"
-                    )
-                judge = IdentityJudge(fs.database_items, fs.query_items)
+            judge = make_judge(loaded, fs)
             for bp in loaded.builds:
                 what = f"{fs.extractor + ' / ' if fs.extractor else ''}{bp.label}"
                 bar.update(task, description=f"{what} {_short(bp.build)}")
                 run_build(loaded, fs, bp, results, judge, options,
                           on_point=lambda: bar.advance(task))
     return results
+
+
+def _save_items(results: ResultsFile, fs: FeatureSet) -> None:
+    """Item metadata beside results.json, so `bench process` can draw galleries
+    (row i of a neighbours file is item i of the database list)."""
+    if not fs.database_items:
+        return
+    key = fs.extractor or "vectors"
+    path = results.path.parent / "items" / f"{key}.json"
+
+    def rows(items: list[Any] | None) -> list[dict[str, Any]]:
+        return [{"id": it.id, "identity": it.identity,
+                 "path": str(it.path) if it.path else None, "text": it.text,
+                 "labels": list(it.labels), "attrs": it.attrs} for it in items or []]
+
+    atomic_write_json(path, {"database": rows(fs.database_items),
+                             "queries": rows(fs.query_items)})
+    results.data["dataset"]["feature_sets"][key]["items_file"] = str(
+        path.relative_to(results.path.parent))
 
 
 def _short(params: dict[str, Any]) -> str:
