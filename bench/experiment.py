@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bench.errors import BenchError
 from bench.fingerprint import fingerprint_obj
@@ -51,6 +58,10 @@ class AlgorithmGroup(_Strict):
 
 class Experiment(_Strict):
     name: str
+    #: search (index benchmarks) or clustering (how well features group identities)
+    kind: Literal["search", "clustering"] = "search"
+    #: options of a clustering experiment, validated by bench.clustering
+    clustering: dict[str, Any] | None = None
     description: str = ""
     seed: int = 42
     dataset: NamedSection
@@ -68,7 +79,15 @@ class Experiment(_Strict):
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: int | None = Field(None, ge=1)
-    algorithms: list[AlgorithmGroup] = Field(min_length=1)
+    algorithms: list[AlgorithmGroup] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sections_match_kind(self) -> Experiment:
+        if self.kind == "search" and not self.algorithms:
+            raise ValueError("a search experiment needs at least one entry under algorithms")
+        if self.kind == "clustering" and self.clustering is None:
+            raise ValueError("a clustering experiment needs a clustering section")
+        return self
 
     @field_validator("metric")
     @classmethod

@@ -290,6 +290,10 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     loaded = load_experiment(spec)
     exp = loaded.experiment
     sets, dataset_description = load_feature_sets(loaded, console, options)
+    if exp.kind == "clustering":
+        from bench.clustering import run_clustering
+
+        return run_clustering(loaded, sets, dataset_description, options, console)
     gt_threads = max(1, os.cpu_count() or 1)
     for fs in sets:
         attach_ground_truth(fs, exp.ks, gt_threads, console, options.progress)
