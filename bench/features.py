@@ -59,7 +59,7 @@ def _prepare_array(array: np.ndarray, metric: str, what: str) -> np.ndarray:
                 "(use a hash extractor or binary: true)"
             )
         return np.ascontiguousarray(array)
-    if array.dtype == np.uint8 and what.endswith("(binary codes)"):
+    if what.endswith("(binary codes)"):
         raise BenchError(f"{what}: binary codes need metric hamming")
     out = np.empty(array.shape, dtype=np.float32)
     for start in range(0, len(array), BLOCK_ROWS):
@@ -98,7 +98,8 @@ def prepare_vectors(
         q = q[:max_queries]
         query_items = query_items[:max_queries] if query_items else query_items
         neighbors = neighbors[:max_queries] if neighbors is not None else None
-    suffix = " (binary codes)" if db.dtype == np.uint8 and metric != "hamming" else ""
+    binary = bool(data.description.get("binary_codes")) or data.metric == "hamming"
+    suffix = " (binary codes)" if binary and metric != "hamming" else ""
     db_p = _prepare_array(db, metric, f"{source} database{suffix}")
     q_p = _prepare_array(q, metric, f"{source} queries{suffix}")
     fp = fingerprint_obj(
@@ -155,6 +156,7 @@ def extract_item_features(
     (db, db_items), (q, q_items) = out
     data = VectorData(
         database=db, queries=q, database_items=db_items, query_items=q_items,
-        description={**items.description, "extractor": extractor.fingerprint()},
+        description={**items.description, "extractor": extractor.fingerprint(),
+                     "binary_codes": db.dtype == np.uint8 and extractor.family == "binary"},
     )
     return data, skipped
