@@ -111,14 +111,35 @@ def _params(params: dict[str, Any]) -> str:
 @cli.command()
 @click.argument("experiment")
 @click.option("--svg", is_flag=True, help="Also write SVG versions of the plots.")
-@click.option("--all-points", is_flag=True, help="Show every run, not only the Pareto front.")
-def process(experiment: str, svg: bool, all_points: bool) -> None:
-    """Plots, tables and a report for EXPERIMENT's results under plots/<name>/."""
+@click.option("--all-points", is_flag=True, help="Show every run, not only the Pareto fronts.")
+@click.option("--max-galleries", type=click.IntRange(min=0), default=60, show_default=True,
+              help="Galleries per feature set (0: none).")
+@click.option("--gallery-select", type=click.Choice(["auto", "failures", "sample", "per-attack"]),
+              default="auto", show_default=True,
+              help="Queries drawn: rank-1 failures, a seeded sample, or a seeded pick per attack "
+                   "(auto: per-attack when queries carry attacks, else sample).")
+@click.option("--seed", type=int, default=None,
+              help="Gallery sampling seed (default: the experiment's).")
+@click.option("--gallery-run", default=None,
+              help="Run drawn in the galleries: run id prefix, label or configuration "
+                   "(default: the best run at the largest k).")
+@click.option("--self-contained", is_flag=True, help="Embed the images in report.html.")
+def process(experiment: str, svg: bool, all_points: bool, max_galleries: int,
+            gallery_select: str, seed: int | None, gallery_run: str | None,
+            self_contained: bool) -> None:
+    """Plots, tables, galleries and report.html for EXPERIMENT under plots/<name>/."""
     from bench.process import process_results
 
-    written = process_results(experiment, svg=svg, all_points=all_points, console=console)
+    written = process_results(experiment, svg=svg, all_points=all_points,
+                              max_galleries=max_galleries, gallery_select=gallery_select,
+                              seed=seed, gallery_run=gallery_run,
+                              self_contained=self_contained, console=console)
+    galleries = [p for p in written if "galleries" in p.parts]
     for path in written:
-        out.print(str(path))
+        if "galleries" not in path.parts:
+            out.print(str(path), soft_wrap=True)
+    if galleries:
+        out.print(f"{len(galleries)} galleries under {galleries[0].parents[2]}", soft_wrap=True)
 
 
 @cli.command(name="list")
@@ -156,6 +177,25 @@ def list_cmd(what: str) -> None:
         fields = ", ".join(cls.Options.model_fields)
         doc = (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""
         out.print(f"[bold]{name}[/]  {doc}\n    options: {fields or 'none'}")
+
+
+@cli.group()
+def datasets() -> None:
+    """Get and prepare datasets: download, info, list, prepare."""
+
+
+def _add_subcommands() -> None:
+    """Commands that live in their own modules, grouped here so `bench --help` shows all."""
+    from bench.cli_compare import baseline, compare
+    from bench.cli_download import add_commands
+    from bench.cli_neural import convert
+
+    add_commands(datasets, cli)
+    for command in (compare, baseline, convert):
+        cli.add_command(command)
+
+
+_add_subcommands()
 
 
 def main() -> None:

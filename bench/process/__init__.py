@@ -1,34 +1,110 @@
-"""`bench process`: read results.json only, write plots/<name>/."""
+"""`bench process`: read results/<name>/ only, write plots/<name>/.
+
+Output (see ``process_results``): runs.csv, tables/*.csv, one PNG (and SVG on
+request) per plot, galleries/<feature set>/{correct,incorrect}/*.png for item
+experiments, and report.html tying them together.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from rich.console import Console
 
-from bench.process.frame import runs_frame
+from bench.process.compat import load_for_processing
+from bench.process.frame import ok_runs, runs_frame, score_label
+from bench.process.galleries import SELECT_MODES, GalleryOptions, gallery_outputs
+from bench.process.identity import identity_outputs
 from bench.process.plots import ann_plots
-from bench.results import atomic_write_bytes, load_results
+from bench.process.prcurves import pr_curves
+from bench.process.report import write_report
+from bench.process.style import series_colors
+from bench.process.sweeps import build_cost, sweep_plots
+from bench.process.tables import best_qps, report_view, write_best_qps
+from bench.results import atomic_write_bytes
+
+__all__ = ["SELECT_MODES", "GalleryOptions", "plots_dir", "process_results"]
+
+logger = logging.getLogger(__name__)
 
 
 def plots_dir(name: str) -> Path:
     return Path(os.environ.get("BENCH_PLOTS", "plots")) / name
 
 
-def process_results(spec: str, *, svg: bool = False, all_points: bool = False,
-                    console: Console | None = None) -> list[Path]:
-    results = load_results(spec)
+def _warn(console: Console | None, message: str) -> None:
+    if console is not None:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        logger.warning(message)
+
+
+def process_results(
+    spec: str | Path, *, svg: bool = False, all_points: bool = False, max_galleries: int = 60,
+    gallery_select: str = "auto", seed: int | None = None, gallery_run: str | None = None,
+    self_contained: bool = False, console: Console | None = None,
+) -> list[Path]:
+    """Write every plot, table, gallery and the report for one results file.
+
+    ``spec`` is an experiment name, a results folder or a results.json path.
+    ``max_galleries`` caps galleries per feature set (0: none); ``gallery_select``
+    is auto | failures | sample | per-attack; ``seed`` (default: the experiment's)
+    drives the sampling; ``gallery_run`` names the run drawn (id prefix, label or
+    configuration; default: the best run at the largest k). Returns the files
+    written, report.html last.
+    """
+    results = load_for_processing(spec)
     name = results.get("name") or Path(results["_path"]).parent.name
     out_dir = plots_dir(name)
     df = runs_frame(results)
+    raw = {r["id"]: r for r in results.get("runs", [])}
     written: list[Path] = []
-    if df.empty:
-        if console:
-            console.print(f"[yellow]{name}: no runs to plot[/]")
-        return written
-    csv_path = out_dir / "runs.csv"
-    atomic_write_bytes(csv_path, df.to_csv(index=False).encode())
-    written.append(csv_path)
-    written += ann_plots(df, out_dir, name, svg=svg, all_points=all_points)
+    notes: list[str] = []
+    if not df.empty:
+        csv_path = out_dir / "runs.csv"
+        atomic_write_bytes(csv_path, df.to_csv(index=False).encode())
+        written.append(csv_path)
+    ok = ok_runs(df)
+    label = score_label(ok) if not ok.empty else "recall"
+    views = []
+    if ok.empty:
+        notes.append("No finished runs with a score: nothing to plot.")
+        _warn(console, f"{name}: no finished runs to plot")
+    else:
+        colors = series_colors(list(df["series"].unique()))
+        kw = {"title": name, "svg": svg}
+        written += ann_plots(ok, out_dir, colors, label=label, all_points=all_points, **kw)
+        written += sweep_plots(ok, out_dir, colors, label=label, **kw)
+        written += build_cost(ok, out_dir / "build_cost.png", colors, **kw)
+        table = best_qps(ok, raw)
+        written.append(write_best_qps(table, out_dir))
+        views = report_view(table)
+        query_items = _first_query_items(results)
+        written += identity_outputs(ok, raw, query_items, out_dir, colors, **kw)
+        written += pr_curves(ok, raw, out_dir / "pr_curves.png", colors, **kw)
+    options = GalleryOptions(max_galleries=max_galleries, select=gallery_select, seed=seed,
+                             run=gallery_run)
+    galleries = gallery_outputs(results, ok, out_dir, options)
+    for g in galleries:
+        written += [f["path"] for f in g.files]
+        if g.warnings:
+            _warn(console, f"{len(g.warnings)} gallery image(s) missing or unreadable, drawn "
+                           f"as grey tiles; first: {g.warnings[0]}")
+    written.append(write_report(out_dir, results=results, df=df, written=written,
+                                best_qps=views, score_label=label, galleries=galleries,
+                                notes=notes, embed=self_contained))
     return written
+
+
+def _first_query_items(results: dict) -> list[dict] | None:
+    """Query items of the first item feature set (attack names and families live there)."""
+    from bench.process.galleries import load_items
+
+    folder = Path(results["_path"]).parent
+    for key, desc in ((results.get("dataset") or {}).get("feature_sets") or {}).items():
+        items = load_items(folder, key, desc or {})
+        if items is not None:
+            return items["queries"]
+    return None

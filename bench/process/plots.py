@@ -1,121 +1,136 @@
-"""The ANN trade-off plots: recall vs QPS Pareto fronts, build time and index memory.
+"""The ANN trade-off plots: recall vs QPS Pareto fronts, recall vs k, build cost vs recall.
 
-The recall axis uses a logit scale, which spreads 0.9, 0.99 and 0.999 evenly
-like ann-benchmarks' plots do: on a linear axis every good configuration is
-crushed into the last few pixels. Colours are fixed per series across every plot
-of one experiment.
+Figures take a frame of finished runs (``frame.ok_runs``) and the experiment's
+fixed series colours, and return the files they wrote.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from bench.process.pareto import pareto_front
+from bench.process.style import (
+    RECALL_CLIP,
+    clip_recall,
+    legend_outside,
+    plain_log,
+    plt,
+    recall_axis,
+    save,
+)
 
-from bench.process.pareto import pareto_front  # noqa: E402
-
-RECALL_CLIP = (0.01, 0.9999)
-
-
-def series_colors(series: list[str]) -> dict[str, tuple[float, ...]]:
-    cmap = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(sorted(series))}
-
-
-def _recall_axis(ax: plt.Axes, values: pd.Series, label: str) -> None:
-    lo = float(np.clip(values.min(), *RECALL_CLIP)) if len(values) else 0.5
-    if lo >= 0.5:
-        ax.set_xscale("logit", nonpositive="clip")
-        ax.set_xlim(max(RECALL_CLIP[0], min(lo, 0.9) * 0.98), RECALL_CLIP[1])
-        ax.set_xlabel(f"{label} (logit scale; 1.0 drawn at 0.9999)")
-    else:
-        ax.set_xlim(0, 1.01)
-        ax.set_xlabel(label)
+THRESHOLDS = (0.90, 0.95, 0.99)
+#: builds labelled with their parameters in the cost plots, when there are this few
+MAX_ANNOTATED = 16
 
 
-def _finish(fig: plt.Figure, ax: plt.Axes, title: str, path: Path, svg: bool) -> list[Path]:
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    written = [path]
-    if svg:
-        fig.savefig(path.with_suffix(".svg"), bbox_inches="tight")
-        written.append(path.with_suffix(".svg"))
-    plt.close(fig)
-    return written
+def _thresholds(ax: plt.Axes) -> None:
+    """Faint guides at the recall levels of the best-QPS table, so plot and table agree."""
+    lo, hi = ax.get_xlim()
+    for t in THRESHOLDS:
+        if lo < t < hi:
+            ax.axvline(t, color="0.55", lw=0.8, ls=":", zorder=0)
 
 
-def tradeoff_plot(
-    df: pd.DataFrame, y: str, ylabel: str, title: str, path: Path, colors: dict, *,
-    pareto: bool, svg: bool, score_label: str, log_y: bool = True,
-) -> list[Path]:
+def recall_qps(df: pd.DataFrame, k: int, path: Path, colors: dict, *, title: str,
+               label: str, all_points: bool, svg: bool) -> list[Path]:
+    """Per series the Pareto front of (score, QPS); with all_points every run as well."""
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for series, group in df.groupby("series"):
-        group = group.dropna(subset=["score", y])
-        if group.empty:
+    for series, group in df.groupby("series", sort=True):
+        pts = group.dropna(subset=["score", "qps"])
+        pts = pts[pts["qps"] > 0]
+        if pts.empty:
             continue
-        pts = group.assign(score=group["score"].clip(*RECALL_CLIP))
-        if pareto and y == "qps":
-            front = pareto_front(pts, "score", y)
-            ax.plot(front["score"], front[y], "-o", color=colors[series], label=series, ms=4)
-            ax.scatter(pts["score"], pts[y], color=colors[series], alpha=0.15, s=10)
-        else:
-            ax.scatter(pts["score"], pts[y], color=colors[series], label=series, s=18)
-    _recall_axis(ax, df["score"].dropna(), score_label)
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
-    return _finish(fig, ax, title, path, svg)
+        pts = pts.assign(score=clip_recall(pts["score"]))
+        front = pareto_front(pts, "score", "qps")
+        ax.plot(front["score"], front["qps"], "-o", color=colors[series], label=series, ms=4.5,
+                lw=1.6)
+        if all_points:
+            ax.scatter(pts["score"], pts["qps"], color=colors[series], s=14, alpha=0.55,
+                       edgecolors="none")
+    recall_axis(ax, df["score"], f"{label}@{k}")
+    ax.set_yscale("log")
+    plain_log(ax.yaxis)
+    ax.set_ylabel("queries per second (log scale)")
+    _thresholds(ax)
+    shown = "every run; lines: Pareto fronts" if all_points else "Pareto fronts"
+    ax.set_title(f"{title}: {label}@{k} vs throughput ({shown})")
+    ax.grid(True, which="both", alpha=0.25)
+    legend_outside(ax, "series")
+    return save(fig, path, svg=svg)
 
 
-def ann_plots(df: pd.DataFrame, out_dir: Path, title: str, *, svg: bool = False,
-              all_points: bool = False) -> list[Path]:
-    """The core trade-off plots, one set per k."""
-    ok = df[df["status"] == "ok"]
-    if ok.empty:
+def cost_vs_recall(df: pd.DataFrame, k: int, column: str, ylabel: str, what: str, path: Path,
+                   colors: dict, *, title: str, label: str, svg: bool) -> list[Path]:
+    """One point per build: its cost against the best score any of its query settings got."""
+    best = df.sort_values("score").groupby(["series", "build"]).tail(1)
+    best = best.dropna(subset=[column, "score"])
+    best = best[best[column] > 0]
+    if best.empty:
         return []
-    colors = series_colors(list(df["series"].unique()))
-    score_label = "hit-rate recall" if "hit_rate" in ok and ok["hit_rate"].notna().any() \
-        else "recall (tie-aware)"
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for series, group in best.groupby("series", sort=True):
+        ax.scatter(clip_recall(group["score"]), group[column], color=colors[series], label=series,
+                   s=36, edgecolors="white", linewidths=0.5)
+    if len(best) <= MAX_ANNOTATED:
+        for _, row in best.iterrows():
+            ax.annotate(row["build_label"].removeprefix(row["series"]).strip(" []"),
+                        (min(max(row["score"], RECALL_CLIP[0]), RECALL_CLIP[1]), row[column]),
+                        xytext=(5, 4), textcoords="offset points", fontsize="x-small",
+                        color="0.25")
+    recall_axis(ax, best["score"], f"best {label}@{k} of the build")
+    ax.set_yscale("log")
+    plain_log(ax.yaxis)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}: {what} vs best {label}@{k}, one point per build")
+    ax.grid(True, which="both", alpha=0.25)
+    legend_outside(ax, "series")
+    return save(fig, path, svg=svg)
+
+
+def recall_vs_k(df: pd.DataFrame, path: Path, colors: dict, *, title: str, label: str,
+                svg: bool) -> list[Path]:
+    """Best score over all configurations of a series at each k."""
+    best = df.groupby(["series", "k"])["score"].max().reset_index()
+    if best["k"].nunique() < 2:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (series, group) in enumerate(best.groupby("series", sort=True)):
+        group = group.sort_values("k")
+        # shrinking markers of different shapes keep series that coincide (all at 1.0) visible
+        ax.plot(group["k"], group["score"], "-", marker="osD^vP*Xh<>"[i % 11], color=colors[series],
+                label=series, ms=max(3.0, 10 - 1.2 * i), mfc="none" if i % 2 else colors[series])
+    ks = sorted(best["k"].unique())
+    if ks[-1] / max(ks[0], 1) >= 8:
+        ax.set_xscale("log")
+    ax.set_xticks(ks, [str(int(k)) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("k (neighbours returned)")
+    ax.set_ylabel(f"best {label}@k over configurations")
+    lo = float(best["score"].min())
+    ax.set_ylim(max(0.0, lo - 0.05) if lo > 0.3 else 0.0, 1.01)
+    ax.set_title(f"{title}: {label} vs k")
+    ax.grid(True, alpha=0.25)
+    legend_outside(ax, "series")
+    return save(fig, path, svg=svg)
+
+
+def ann_plots(df: pd.DataFrame, out_dir: Path, colors: dict, *, title: str, label: str,
+              all_points: bool = False, svg: bool = False) -> list[Path]:
+    """The core trade-off plots, one set per k, plus recall vs k."""
     written: list[Path] = []
-    for k, group in ok.groupby("k"):
-        suffix = f"k{k}"
-        written += tradeoff_plot(
-            group, "qps", "queries per second (log)", f"{title}: {score_label}@{k} vs QPS",
-            out_dir / f"recall_qps_{suffix}.png", colors, pareto=not all_points, svg=svg,
-            score_label=f"{score_label}@{k}",
-        )
-        best = group.sort_values("score").groupby(["series", "build"]).tail(1)
-        if "build_time_s" in best:
-            written += tradeoff_plot(
-                best, "build_time_s", "build time (s, log)",
-                f"{title}: build time vs best {score_label}@{k} per build",
-                out_dir / f"build_time_{suffix}.png", colors, pareto=False, svg=svg,
-                score_label=f"best {score_label}@{k}",
-            )
-        mem_col = "index_mb"
-        best = best.assign(**{mem_col: _index_mb(best)})
-        if best[mem_col].notna().any():
-            written += tradeoff_plot(
-                best, mem_col, "index memory (MB, log; USS growth of the worker)",
-                f"{title}: index memory vs best {score_label}@{k} per build",
-                out_dir / f"index_memory_{suffix}.png", colors, pareto=False, svg=svg,
-                score_label=f"best {score_label}@{k}",
-            )
+    for k, group in df.groupby("k", sort=True):
+        k = int(k)
+        written += recall_qps(group, k, out_dir / f"recall_qps_k{k}.png", colors, title=title,
+                              label=label, all_points=all_points, svg=svg)
+        written += cost_vs_recall(
+            group, k, "build_time_s", "build time (s, log scale)", "build time",
+            out_dir / f"build_time_k{k}.png", colors, title=title, label=label, svg=svg)
+        written += cost_vs_recall(
+            group, k, "index_mb", "index memory (MB, log scale)", "index memory",
+            out_dir / f"index_memory_k{k}.png", colors, title=title, label=label, svg=svg)
+    written += recall_vs_k(df, out_dir / "recall_k.png", colors, title=title, label=label,
+                           svg=svg)
     return written
-
-
-def _index_mb(df: pd.DataFrame) -> pd.Series:
-    uss = df["index_uss_bytes"] if "index_uss_bytes" in df else pd.Series(np.nan, index=df.index)
-    own = df["index_bytes"] if "index_bytes" in df else pd.Series(np.nan, index=df.index)
-    chosen = uss.where(uss > 0, own)
-    return chosen.astype(float) / 1e6
