@@ -72,10 +72,18 @@ class FaissBackend(Backend):
             self.index.add(np.ascontiguousarray(data[start : start + chunk], dtype=np.float32))
 
     def set_query_params(self, **params: Any) -> None:
+        import faiss
+
         for name, value in params.items():
             try:
                 self._params.set_index_parameter(self.index, name, value)
             except RuntimeError as exc:
+                # ParameterSpace does not reach every field (IndexRefine's k_factor):
+                # fall back to a plain attribute of the concrete index class
+                concrete = faiss.downcast_index(self.index)
+                if hasattr(concrete, name):
+                    setattr(concrete, name, type(getattr(concrete, name))(value))
+                    continue
                 raise BenchError(
                     f"faiss: query parameter {name}={value!r} does not apply to "
                     f"{self.factory!r}: {str(exc).strip().splitlines()[-1]}"
