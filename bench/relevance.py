@@ -4,8 +4,8 @@ Three rules build the same structure:
 
 - ``identity``: relevant = same ``Item.identity`` (namespaced strings, so
   ``bsds:100`` never matches ``flickr:100``);
-- ``labels``: relevant = shares at least one ``Item.labels`` string (exact
-  match, which also covers caption equality);
+- ``labels``: relevant = shares at least one ``Item.labels`` string, or has
+  exactly the query's caption (``Item.text``), or either (``match``);
 - ``groups``: an explicit list of relevant database ids per query id.
 
 Every string is mapped to an integer code once; each side becomes a CSR list of
@@ -289,14 +289,35 @@ def _groups_codes(
     return db_codes, [[i] for i in range(len(query_items))]
 
 
+MATCHES = ("labels", "text", "both")
+
+
+def _label_sets(items: Sequence[Item], match: str) -> list[tuple[str, ...]]:
+    """The strings compared under ``labels`` relevance.
+
+    ``text`` is the exact caption (``Item.text``): composed retrieval judges a
+    result relevant when its caption equals the target caption. Captions get a
+    prefix no label can start with, so under ``both`` a label "red" never
+    matches a caption "red".
+    """
+    out = []
+    for it in items:
+        labels = tuple(it.labels) if match in ("labels", "both") else ()
+        text = ("\0text:" + it.text,) if match in ("text", "both") and it.text is not None else ()
+        out.append(labels + text)
+    return out
+
+
 def build_relevance(
     kind: str, database_items: Sequence[Item], query_items: Sequence[Item],
-    groups: Mapping[str, Sequence[str]] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None, match: str = "labels",
 ) -> Relevance:
     """Relevance of every database item to every query under rule ``kind``.
 
     ``groups`` (query id -> database ids) is required for kind ``groups``; a
     query missing from it has no relevant item (and is left out of the means).
+    ``match`` (kind ``labels`` only): compare ``labels``, the caption ``text``,
+    or ``both`` (relevant when either matches).
     """
     if kind == "groups":
         if groups is None:
@@ -307,12 +328,17 @@ def build_relevance(
         def sets(items: Sequence[Item]) -> list[tuple[str, ...]]:
             return [(it.identity,) if it.identity is not None else () for it in items]
     elif kind == "labels":
+        if match not in MATCHES:
+            raise BenchError(f"relevance labels: match must be one of {', '.join(MATCHES)}, "
+                             f"got {match!r}")
+
         def sets(items: Sequence[Item]) -> list[tuple[str, ...]]:
-            return [tuple(it.labels) for it in items]
+            return _label_sets(items, match)
     else:
         raise BenchError(f"unknown relevance {kind!r}; expected one of: {', '.join(KINDS)}")
     db_sets, q_sets = sets(database_items), sets(query_items)
-    field = "identity" if kind == "identity" else "labels"
+    field = "identity" if kind == "identity" else {
+        "labels": "labels", "text": "text (caption)", "both": "labels or text"}[match]
     if not any(db_sets):
         raise BenchError(f"relevance {kind}: no database item has {field}")
     if not any(q_sets):

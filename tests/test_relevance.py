@@ -176,3 +176,22 @@ def test_label_retrieval_on_digits_matches_a_loop() -> None:
     assert p10.mean() > 0.9  # digits are easy for 1-NN; a broken mask would be ~0.1
     ap = average_precision(mask, n_rel)
     assert np.all((ap > 0) & (ap <= 1))
+
+
+def test_match_labels_text_or_both() -> None:
+    db = [Item(id="a", text="red dress", labels=("dress",)), Item(id="b", text="jeans"),
+          Item(id="c", text="red", labels=("red dress",))]
+    queries = [Item(id="q", text="red dress", labels=("red",))]
+    ids = np.array([[0, 1, 2]])
+    by_text = build_relevance("labels", db, queries, match="text")
+    np.testing.assert_array_equal(by_text.relevant_mask(ids), [[True, False, False]])
+    # a caption never matches a label of the same spelling: c's label "red dress" is no caption
+    by_labels = build_relevance("labels", db, queries, match="labels")
+    np.testing.assert_array_equal(by_labels.relevant_mask(ids), [[False, False, False]])
+    both = build_relevance("labels", db, queries, match="both")
+    np.testing.assert_array_equal(both.relevant_mask(ids), [[True, False, False]])
+    assert both.n_relevant().tolist() == [1]
+    with pytest.raises(BenchError, match="match must be one of"):
+        build_relevance("labels", db, queries, match="caption")
+    with pytest.raises(BenchError, match="no database item has text"):
+        build_relevance("labels", [Item(id="d", labels=("x",))], queries, match="text")
