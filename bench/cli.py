@@ -188,9 +188,11 @@ def _add_subcommands() -> None:
     """Commands that live in their own modules, grouped here so `bench --help` shows all."""
     from bench.cli_compare import baseline, compare
     from bench.cli_download import add_commands
+    from bench.cli_images import add_commands as add_image_commands
     from bench.cli_neural import convert
 
     add_commands(datasets, cli)
+    add_image_commands(datasets, cli)
     for command in (compare, baseline, convert):
         cli.add_command(command)
 

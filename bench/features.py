@@ -129,7 +129,7 @@ def prepare_vectors(
 
 
 def extract_item_features(
-    items: ItemData, section: Any, *, cache_dir: Path, workers: int, progress: bool,
+    items: ItemData, section: Any, *, cache_dir: Path, workers: int, progress: bool, seed: int,
 ) -> tuple[VectorData, list[tuple[str, str]]]:
     """Run an extractor over the dataset's items (cached by the feature store)."""
     from bench.extractors import registry
@@ -154,9 +154,17 @@ def extract_item_features(
         out.append((got.features, kept_items))
         skipped.extend(got.skipped)
     (db, db_items), (q, q_items) = out
+    # Datasets list originals before distractors, and libraries break distance ties
+    # towards lower ids: with coarse distances (64-bit hashes) that order alone
+    # would lift recall@1 of an unshuffled database. A seeded permutation makes
+    # ties fall where chance puts them, and is recorded.
+    order = np.random.default_rng(seed).permutation(len(db_items))
+    db = np.asarray(db)[order]
+    db_items = [db_items[i] for i in order]
     data = VectorData(
         database=db, queries=q, database_items=db_items, query_items=q_items,
         description={**items.description, "extractor": extractor.fingerprint(),
+                     "database_shuffle_seed": seed,
                      "binary_codes": db.dtype == np.uint8 and extractor.family == "binary"},
     )
     return data, skipped

@@ -87,7 +87,8 @@ def load_feature_sets(
         for section in exp.extractors:
             console.print(f"[bold]features[/] {section.name}: extracting (cached)")
             vectors, skipped = extract_item_features(
-                data, section, cache_dir=cache, workers=workers, progress=options.progress
+                data, section, cache_dir=cache, workers=workers, progress=options.progress,
+                seed=exp.seed,
             )
             for item_id, reason in skipped:
                 console.print(f"[yellow]skipped[/] {item_id}: {reason}")
