@@ -74,7 +74,12 @@ def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers
     options = RunOptions(force=force, executor=executor, progress=not no_progress,
                          workers=workers)
     results = run_experiment(experiment, options, console)
-    print_summary(results.runs)
+    if results.data.get("experiment", {}).get("kind") == "clustering":
+        from bench.clustering.summary import clustering_table
+
+        out.print(clustering_table(results.runs))
+    else:
+        print_summary(results.runs)
     failed = [r for r in results.runs if r["status"] != "ok"]
     console.print(
         f"[bold green]wrote[/] {results.path} ({len(results.runs)} runs, {len(failed)} failed)"
@@ -96,7 +101,7 @@ def print_summary(runs: list[dict[str, Any]]) -> None:
             _params(r["query_params"]), str(r["k"]),
             r["status"] if ok else f"[red]{r['status']}[/]",
             f"{recall:.4f}" if ok and recall is not None else "",
-            f"{r['qps']:,.0f}" if ok else "",
+            f"{r['qps']:,.0f}" if ok and r.get("qps") is not None else "",
             f"{r['build_time_s']:.2f}" if r.get("build_time_s") is not None else "",
             f"{size / 1e6:.1f}" if size else "",
         )

@@ -217,6 +217,10 @@ def load_experiment(spec: str | Path) -> LoadedExperiment:
     loaded = LoadedExperiment(experiment=experiment, source=source.resolve())
     loaded.builds = _expand_builds(loaded)
     _check_names(loaded)
+    if experiment.kind == "clustering":
+        from bench.clustering.config import parse_clustering
+
+        parse_clustering(loaded)
     return loaded
 
 

@@ -58,6 +58,10 @@ def process_results(
     results = load_for_processing(spec)
     name = results.get("name") or Path(results["_path"]).parent.name
     out_dir = plots_dir(name)
+    if (results.get("experiment") or {}).get("kind") == "clustering":
+        from bench.clustering.plots import clustering_plots
+
+        return clustering_plots(results, out_dir, svg)
     df = runs_frame(results)
     raw = {r["id"]: r for r in results.get("runs", [])}
     written: list[Path] = []
