@@ -25,6 +25,7 @@ class FaissBackend(Backend):
         "nprobe": "IVF lists visited per query",
         "efSearch": "HNSW search queue length",
         "k_factor": "refine: candidates re-ranked per result (IndexRefine)",
+        "k_factor_rf": "the same through ParameterSpace's name for RFlat / Refine",
         "ht": "polysemous Hamming threshold",
     }
     accurate_params = {"build": {"factory": "Flat"}, "query": {}}

@@ -1,0 +1,124 @@
+"""Faiss binary indexes (Hamming distance) from ``index_binary_factory`` strings.
+
+Perceptual hashes arrive packed, 8 bits per byte, most significant bit first:
+exactly the layout Faiss binary indexes read, so ``dim`` (bits) must be a
+multiple of 8. Typical strings: ``BFlat`` (exact), ``BIVF256`` (query parameter
+``nprobe``), ``BHNSW32`` (``efSearch``), ``BIVF1024_HNSW32`` (both).
+
+Binary indexes are outside ``faiss.ParameterSpace``, so query parameters are
+set on the downcast index (or its quantiser) directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.algorithms import register
+from bench.algorithms.base import Backend
+from bench.errors import BenchError
+
+
+@register("faiss-binary")
+class FaissBinaryBackend(Backend):
+    metrics = ("hamming",)
+    query_params_doc = {
+        "nprobe": "IVF lists visited per query (BIVF indexes)",
+        "efSearch": "HNSW search queue length (BHNSW indexes or an HNSW IVF quantiser)",
+    }
+    accurate_params = {"build": {"index_binary_factory": "BFlat"}, "query": {}}
+
+    def __init__(
+        self,
+        metric: str,
+        dim: int,
+        *,
+        index_binary_factory: str = "BFlat",
+        train_size: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(metric, dim)
+        import faiss
+
+        if dim % 8:
+            raise BenchError(
+                f"faiss-binary: the code length must be a multiple of 8 bits, got {dim}"
+            )
+        self.factory = index_binary_factory
+        self.train_size = train_size
+        self.seed = seed
+        try:
+            index = faiss.index_binary_factory(dim, index_binary_factory)
+        except RuntimeError as exc:
+            raise BenchError(
+                f"faiss-binary: invalid index_binary_factory string {index_binary_factory!r}: "
+                f"{str(exc).strip().splitlines()[-1]}"
+            ) from None
+        self._owner = index  # the downcast proxy does not own the C++ object: keep this alive
+        self.index: Any = faiss.downcast_IndexBinary(index)
+        self.exact = isinstance(self.index, faiss.IndexBinaryFlat)
+        if hasattr(self.index, "cp"):
+            self.index.cp.seed = seed  # IVF k-means: deterministic for a fixed seed
+
+    def set_threads(self, threads: int) -> None:
+        import faiss
+
+        super().set_threads(threads)
+        faiss.omp_set_num_threads(threads)
+
+    def build(self, data: np.ndarray) -> None:
+        data = np.ascontiguousarray(data, dtype=np.uint8)
+        if not self.index.is_trained:
+            train = data
+            if self.train_size is not None and self.train_size < len(data):
+                rng = np.random.default_rng(self.seed)
+                rows = np.sort(rng.choice(len(data), self.train_size, replace=False))
+                train = np.ascontiguousarray(data[rows])
+            self.index.train(train)
+        self.index.add(data)
+
+    def _hnsw(self) -> Any:
+        import faiss
+
+        if hasattr(self.index, "hnsw"):
+            return self.index.hnsw
+        quantizer = getattr(self.index, "quantizer", None)
+        if quantizer is not None:
+            quantizer = faiss.downcast_IndexBinary(quantizer)
+            if hasattr(quantizer, "hnsw"):
+                return quantizer.hnsw
+        return None
+
+    def set_query_params(
+        self, *, nprobe: int | None = None, efSearch: int | None = None, **unknown: Any
+    ) -> None:
+        if unknown:
+            raise BenchError(
+                f"faiss-binary: unknown query parameter(s) {sorted(unknown)}; "
+                f"expected: {', '.join(self.query_params_doc)}"
+            )
+        if nprobe is not None:
+            if not hasattr(self.index, "nprobe"):
+                raise BenchError(
+                    f"faiss-binary: query parameter nprobe does not apply to {self.factory!r}"
+                )
+            self.index.nprobe = int(nprobe)
+        if efSearch is not None:
+            hnsw = self._hnsw()
+            if hnsw is None:
+                raise BenchError(
+                    f"faiss-binary: query parameter efSearch does not apply to {self.factory!r}"
+                )
+            hnsw.efSearch = int(efSearch)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        dist, ids = self.index.search(queries, k)
+        dist = dist.astype(np.float32)
+        dist[ids < 0] = np.inf
+        return dist, ids
+
+    def index_bytes(self) -> int | None:
+        import faiss
+
+        return int(faiss.serialize_index_binary(self.index).nbytes)
