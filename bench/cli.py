@@ -61,9 +61,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "(debugging, no time or memory limit); ray: a Ray cluster.")
 @click.option("--workers", type=int, default=None, help="Processes for feature extraction.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the whole experiment N times and record each figure's median and "
+                   "spread (steadier CI baselines on noisy machines).")
+@click.option("--address", envvar="BENCH_RAY_ADDRESS", default=None,
+              help="Ray cluster address for --executor ray (ray://host:10001, host:6379); "
+                   "default: $BENCH_RAY_ADDRESS, else a local Ray instance.")
 @click.pass_context
 def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers: int | None,
-        no_progress: bool) -> None:
+        no_progress: bool, repeat: int, address: str | None) -> None:
     """Run EXPERIMENT (a built-in name or a YAML file) and write results/<name>/results.json.
 
     Features and ground truth are cached; runs already recorded are skipped, so an
@@ -73,7 +79,18 @@ def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers
 
     options = RunOptions(force=force, executor=executor, progress=not no_progress,
                          workers=workers)
-    results = run_experiment(experiment, options, console)
+    if executor == "ray":
+        from bench.executors.ray_executor import configure
+
+        configure(address)
+    elif address:
+        raise BenchError("--address only applies to --executor ray")
+    if repeat > 1:
+        from bench.repeat import run_repeated
+
+        results = run_repeated(experiment, repeat, options, console)
+    else:
+        results = run_experiment(experiment, options, console)
     if results.data.get("experiment", {}).get("kind") == "clustering":
         from bench.clustering.summary import clustering_table
 

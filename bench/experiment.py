@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from bench.compare import Tolerances
 from bench.errors import BenchError
 from bench.fingerprint import fingerprint_obj
 from bench.metric_names import canonical_metric
@@ -80,6 +81,29 @@ class Experiment(_Strict):
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: int | None = Field(None, ge=1)
     algorithms: list[AlgorithmGroup] = Field(default_factory=list)
+    #: tolerances of ``bench compare`` for this experiment (defaults in bench.compare)
+    compare: Tolerances | None = None
+
+    @field_validator("extractor", mode="after")
+    @classmethod
+    def _adapter_names(
+        cls, value: NamedSection | list[NamedSection] | None
+    ) -> NamedSection | list[NamedSection] | None:
+        """``torchvision:resnet18`` means the torchvision adapter with ``model: resnet18``;
+        rewritten here because the registry reads ``a:b`` as an import path."""
+        if value is None:
+            return None
+        from bench.extractors.neural.extractor import adapter_section
+
+        sections = value if isinstance(value, list) else [value]
+        rewritten = []
+        for section in sections:
+            try:
+                name, options = adapter_section(section.name, section.options())
+            except BenchError as exc:
+                raise ValueError(str(exc)) from None
+            rewritten.append(NamedSection(name=name, **options))
+        return rewritten if isinstance(value, list) else rewritten[0]
 
     @model_validator(mode="after")
     def _sections_match_kind(self) -> Experiment:

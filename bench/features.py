@@ -130,8 +130,10 @@ def prepare_vectors(
 
 def extract_item_features(
     items: ItemData, section: Any, *, cache_dir: Path, workers: int, progress: bool, seed: int,
+    executor: str = "local",
 ) -> tuple[VectorData, list[tuple[str, str]]]:
-    """Run an extractor over the dataset's items (cached by the feature store)."""
+    """Run an extractor over the dataset's items (cached by the feature store; with the
+    ray executor, shards run as Ray tasks and write the same cache chunks)."""
     from bench.extractors import registry
     from bench.extractors.store import extract_features
 
@@ -146,10 +148,18 @@ def extract_item_features(
     out = []
     skipped: list[tuple[str, str]] = []
     for part, part_items in (("database", items.database), ("queries", items.queries)):
-        got = extract_features(
-            extractor, part_items, cache_dir=cache_dir,
-            dataset_fingerprint=f"{dataset_fp}-{part}", workers=workers, progress=progress,
-        )
+        if executor == "ray":
+            from bench.executors.ray_extract import extract_features_ray
+
+            got = extract_features_ray(
+                extractor, part_items, cache_dir=cache_dir,
+                dataset_fingerprint=f"{dataset_fp}-{part}", progress=progress,
+            )
+        else:
+            got = extract_features(
+                extractor, part_items, cache_dir=cache_dir,
+                dataset_fingerprint=f"{dataset_fp}-{part}", workers=workers, progress=progress,
+            )
         kept_items = [part_items[i] for i in np.asarray(got.kept)]
         out.append((got.features, kept_items))
         skipped.extend(got.skipped)

@@ -37,7 +37,7 @@ SANITY_MIN_RECALL = 0.99
 @dataclass
 class RunOptions:
     force: bool = False
-    executor: str = "local"  # local | inline
+    executor: str = "local"  # local | inline | ray
     progress: bool = True
     workers: int | None = None
 
@@ -88,7 +88,7 @@ def load_feature_sets(
             console.print(f"[bold]features[/] {section.name}: extracting (cached)")
             vectors, skipped = extract_item_features(
                 data, section, cache_dir=cache, workers=workers, progress=options.progress,
-                seed=exp.seed,
+                seed=exp.seed, executor=options.executor,
             )
             for item_id, reason in skipped:
                 console.print(f"[yellow]skipped[/] {item_id}: {reason}")

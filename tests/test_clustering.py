@@ -221,9 +221,9 @@ def _experiment(tmp_path: Path, clustering: dict, name: str = "clu", **extra) ->
      "clustering.memory_budget_mb"),
 ])
 def test_clustering_section_errors_name_the_key(tmp_path, section, message):
-    loaded = load_experiment(_experiment(tmp_path, section))
+    # load_experiment validates the clustering section itself (fail before extracting)
     with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        parse_clustering(loaded)
+        load_experiment(_experiment(tmp_path, section))
 
 
 def test_plan_skips_euclidean_only_linkages_under_other_metrics(tmp_path):

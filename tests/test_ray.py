@@ -247,3 +247,37 @@ def test_unreachable_address_fails_fast_with_the_option_name() -> None:
     # checked by a plain TCP connect first: ray.init itself retries for minutes
     with pytest.raises(BenchError, match=r"127\.0\.0\.1:1.*--address"):
         ray_executor._check_reachable("127.0.0.1:1")
+
+
+def test_ray_executor_extracts_item_features_through_the_runner(local_ray, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """`bench run --executor ray` on an image experiment: extraction runs as Ray tasks
+    (not the local store) and gives exactly the local run's features and hit rates."""
+    from bench.executors import ray_extract
+
+    calls = []
+    real = ray_extract.extract_features_ray
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ray_extract, "extract_features_ray", spy)
+    spec = {
+        "name": "img", "seed": 3, "metric": "hamming", "k": 5, "runs": 1, "timeout": 60,
+        "relevance": "identity",
+        "dataset": {"name": "copydetect-mini", "n_distractors": 30, "workers": 1,
+                    "progress": False, "attacks": ["jpeg_50", "rotate_5", "crop_10"]},
+        "extractor": {"name": "dhash"},
+        "algorithms": [{"algorithm": "faiss-binary", "build": {"index_binary_factory": "BFlat"}}],
+    }
+    results = {}
+    for executor in ("local", "ray"):
+        monkeypatch.setenv("BENCH_CACHE", str(tmp_path / f"cache-{executor}"))
+        path = tmp_path / f"{executor}.yaml"
+        path.write_text(yaml.safe_dump({**spec, "name": f"img-{executor}"}))
+        results[executor] = run_experiment(path, RunOptions(executor=executor, progress=False))
+    assert len(calls) == 2 and min(calls) > 0  # database, then queries, both on Ray
+    local, on_ray = (results[e].data["runs"][0] for e in ("local", "ray"))
+    assert local["status"] == on_ray["status"] == "ok", on_ray.get("error")
+    assert on_ray["hit_rate"] == local["hit_rate"] > 0.5
