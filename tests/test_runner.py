@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from conftest import small_experiment
 
 from bench.cli import cli
+from bench.experiment import builtin_experiments, load_experiment
 from bench.runner import RunOptions, run_experiment
 
 
@@ -242,3 +243,20 @@ def test_list_commands(what):
         assert "quickstart" in result.output
     if what == "algorithms":
         assert "faiss" in result.output and "factory" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(builtin_experiments()))
+def test_builtin_experiments_validate(name, tmp_path, monkeypatch):
+    """Every shipped experiment loads (names, parameters, metrics) without running."""
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path))  # bsds500 points at ${BENCH_DATA}
+    assert load_experiment(name).experiment.name == name
+
+
+def test_backends_experiment_covers_every_core_float_backend():
+    from bench.algorithms import registry
+
+    # optional libraries (extras) and wrappers around other backends are not "core"
+    not_core = {"usearch", "pynndescent", "sharded", "fusion", "slice"}
+    core = {name for name, cls in registry.items() if "euclidean" in cls.metrics} - not_core
+    used = {g.algorithm for g in load_experiment("backends").experiment.algorithms}
+    assert core <= used, core - used
