@@ -73,7 +73,8 @@ def inline_qps(backend: Any, name: str, value: Any, queries: np.ndarray,
     backend.set_query_params(**{name: value})
 
     def measure() -> float:
-        timing = time_search(backend.search, queries, K, mode=mode, runs=1)
+        timing = time_search(backend.search_raw, queries, K, mode=mode, runs=1,
+                             finish=backend.finish)
         return len(queries) / timing.total_s
 
     return measure

@@ -193,6 +193,10 @@ def test_accurate_setting(name: str, metric: str) -> None:
         np.testing.assert_allclose(d1[0], dist[i], rtol=1e-5, atol=1e-6)
         inside = dist[i] < dist[i, -1]  # ties at equal distance may come in any order
         assert set(i1[0][inside]) == set(ids[i][inside])
+    # what the harness times (search_raw) and converts untimed (finish) is search itself
+    d_raw, i_raw = backend.finish(backend.search_raw(queries, K))
+    np.testing.assert_array_equal(i_raw, ids)
+    np.testing.assert_allclose(d_raw, dist, rtol=1e-6)
     extra = backend.extra_metrics()
     assert all(isinstance(v, float | int) for v in extra.values())
     size = backend.index_bytes()

@@ -91,7 +91,13 @@ class FaissBackend(Backend):
                 ) from None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        sims, ids = self.index.search(queries, k)
+        return self.finish(self.index.search(queries, k))
+
+    def search_raw(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(queries, k)
+
+    def finish(self, raw: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        sims, ids = raw
         if self.metric == "euclidean":
             dist = np.sqrt(np.maximum(sims, 0))
         elif self.metric == "angular":

@@ -61,8 +61,8 @@ def run_task(task: BuildTask, send: Send) -> None:
         for point in task.points:
             try:
                 backend.set_query_params(**point.params)
-                timing = time_search(backend.search, queries, point.k, mode=task.mode,
-                                     runs=task.runs)
+                timing = time_search(backend.search_raw, queries, point.k, mode=task.mode,
+                                     runs=task.runs, finish=backend.finish)
                 extra = backend.extra_metrics()
             except Exception as exc:
                 send(("failure", Failure("failed", "search", _one_line(exc), point)))
