@@ -237,3 +237,26 @@ def test_strided_fvecs_memmap(tmp_path: Path, metric: str, small_blocks: None) -
     ref_d, ref_i = brute_force(db, q, 10, metric)
     np.testing.assert_array_equal(ids, ref_i)
     np.testing.assert_allclose(exact_distances(mapped, q, ids, metric), ref_d, rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_query_ranges_in_threads_give_the_same_neighbours(metric: str, threads: int,
+                                                         small_blocks: None) -> None:
+    """Several threads split the queries; the result and the progress are unchanged."""
+    db, q = make_data(metric, nq=70)
+    seen: list[tuple[int, int]] = []
+    dist, ids = exact_knn(db, q, 10, metric, threads=threads,
+                          progress=lambda done, total: seen.append((done, total)))
+    ref_d, ref_i = brute_force(db, q, 10, metric)
+    np.testing.assert_array_equal(ids, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-6, atol=1e-6)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == len(q) and {t for _, t in seen} == {len(q)}
+
+
+@pytest.mark.parametrize("size", [0, 7, 8, 1003, 4096])
+@pytest.mark.parametrize("density", [0.0, 0.001, 0.5, 1.0])
+def test_true_positions_is_flatnonzero(size: int, density: float) -> None:
+    mask = np.random.default_rng(size).random(size) < density
+    np.testing.assert_array_equal(groundtruth._true_positions(mask), np.flatnonzero(mask))
