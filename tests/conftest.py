@@ -46,3 +46,15 @@ def small_experiment(**overrides) -> dict:
     }
     spec.update(overrides)
     return spec
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One intra-op torch thread: on a shared 2-core machine OpenMP threads that wait
+    for a descheduled partner make small forwards 10-30x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,15 +22,7 @@ from bench.extractors.neural._simclr import (  # noqa: E402
 )
 from bench.extractors.neural.models import MODELS  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads that wait for a
-    descheduled partner make small forwards 10-30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 SMALL = ["resnet50", "simclr-v1-r50-1x", "simclr-v2-r50-1x-sk0", "simclr-v2-r50-1x-sk1"]
