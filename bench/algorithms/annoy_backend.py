@@ -42,8 +42,7 @@ class AnnoyBackend(Backend):
         self, metric: str, dim: int, *, n_trees: int = 10, on_disk: bool = False, seed: int = 42
     ) -> None:
         super().__init__(metric, dim)
-        if n_trees < 1:
-            raise BenchError(f"annoy: build parameter n_trees must be >= 1, got {n_trees}")
+        self.require_at_least("build", "n_trees", n_trees, 1)
         self.n_trees = n_trees
         self.on_disk = on_disk
         self.seed = seed

@@ -48,6 +48,14 @@ class Backend(ABC):
         self.dim = dim
         self.threads = 1
 
+    def require_at_least(self, kind: str, name: str, value: float, minimum: float) -> None:
+        """One wording for every backend's range check of a build or query parameter."""
+        if value < minimum:
+            raise BenchError(
+                f"{type(self).registered_name or type(self).__name__}: {kind} parameter "
+                f"{name} must be >= {minimum}, got {value}"
+            )
+
     def set_threads(self, threads: int) -> None:
         """Called once before build with the experiment's thread count."""
         self.threads = threads

@@ -47,10 +47,7 @@ class ClusterSearchBackend(Backend):
         seed: int = 42,
     ) -> None:
         super().__init__(metric, dim)
-        if n_clusters < 1:
-            raise BenchError(
-                f"cluster-search: build parameter n_clusters must be >= 1, got {n_clusters}"
-            )
+        self.require_at_least("build", "n_clusters", n_clusters, 1)
         if method not in METHODS:
             raise BenchError(
                 f"cluster-search: build parameter method must be one of {', '.join(METHODS)}, "
@@ -131,8 +128,7 @@ class ClusterSearchBackend(Backend):
                 f"cluster-search: unknown query parameter(s) {sorted(unknown)}; expected: probe"
             )
         if probe is not None:
-            if probe < 1:
-                raise BenchError(f"cluster-search: query parameter probe must be >= 1, got {probe}")
+            self.require_at_least("query", "probe", probe, 1)
             self.probe = int(probe)
         self._stats[:] = 0
 

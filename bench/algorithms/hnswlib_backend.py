@@ -28,12 +28,8 @@ class HnswlibBackend(Backend):
         self, metric: str, dim: int, *, M: int = 16, ef_construction: int = 200, seed: int = 42
     ) -> None:
         super().__init__(metric, dim)
-        if M < 2:
-            raise BenchError(f"hnswlib: build parameter M must be >= 2, got {M}")
-        if ef_construction < 1:
-            raise BenchError(
-                f"hnswlib: build parameter ef_construction must be >= 1, got {ef_construction}"
-            )
+        self.require_at_least("build", "M", M, 2)
+        self.require_at_least("build", "ef_construction", ef_construction, 1)
         self.M = M
         self.ef_construction = ef_construction
         self.seed = seed
@@ -61,8 +57,7 @@ class HnswlibBackend(Backend):
                 f"hnswlib: unknown query parameter(s) {sorted(unknown)}; expected: ef"
             )
         if ef is not None:
-            if ef < 1:
-                raise BenchError(f"hnswlib: query parameter ef must be >= 1, got {ef}")
+            self.require_at_least("query", "ef", ef, 1)
             self.ef = int(ef)
             if self.index is not None:
                 self.index.set_ef(self.ef)

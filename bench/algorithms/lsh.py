@@ -72,8 +72,7 @@ class LSHBackend(Backend):
         super().__init__(metric, dim)
         if not 1 <= n_bits <= 62:
             raise BenchError(f"lsh: build parameter n_bits must be in 1..62, got {n_bits}")
-        if n_tables < 1:
-            raise BenchError(f"lsh: build parameter n_tables must be >= 1, got {n_tables}")
+        self.require_at_least("build", "n_tables", n_tables, 1)
         if thresholds not in ("median", "zero"):
             raise BenchError(
                 f"lsh: build parameter thresholds must be 'median' or 'zero', got {thresholds!r}"

@@ -52,10 +52,7 @@ class PyNNDescentBackend(Backend):
     ) -> None:
         super().__init__(metric, dim)
         self._NNDescent = _nndescent_class()
-        if n_neighbors < 2:
-            raise BenchError(
-                f"pynndescent: build parameter n_neighbors must be >= 2, got {n_neighbors}"
-            )
+        self.require_at_least("build", "n_neighbors", n_neighbors, 2)
         self.n_neighbors = n_neighbors
         self.diversify_prob = diversify_prob
         self.pruning_degree_multiplier = pruning_degree_multiplier
@@ -85,10 +82,7 @@ class PyNNDescentBackend(Backend):
                 f"pynndescent: unknown query parameter(s) {sorted(unknown)}; expected: epsilon"
             )
         if epsilon is not None:
-            if epsilon < 0:
-                raise BenchError(
-                    f"pynndescent: query parameter epsilon must be >= 0, got {epsilon}"
-                )
+            self.require_at_least("query", "epsilon", epsilon, 0)
             self.epsilon = float(epsilon)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

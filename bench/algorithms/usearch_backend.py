@@ -52,10 +52,7 @@ class USearchBackend(Backend):
             raise BenchError(
                 f"usearch: build parameter dtype must be one of {', '.join(DTYPES)}, got {dtype!r}"
             )
-        if connectivity < 2:
-            raise BenchError(
-                f"usearch: build parameter connectivity must be >= 2, got {connectivity}"
-            )
+        self.require_at_least("build", "connectivity", connectivity, 2)
         self.connectivity = connectivity
         self.expansion_add = expansion_add
         self.dtype = "b1" if metric == "hamming" else dtype
