@@ -168,9 +168,8 @@ def test_bad_relevance_options_name_the_field(tmp_path: Path) -> None:
 
 
 def _write_all_formats(folder: Path, ids: list[str], x: np.ndarray) -> dict[str, FeatureFile]:
+    """Every supported format; the parquet ones only where pyarrow (the extra) is installed."""
     import h5py
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     np.save(folder / "f.npy", x)
     (folder / "order.json").write_text(json.dumps(ids))
@@ -180,29 +179,46 @@ def _write_all_formats(folder: Path, ids: list[str], x: np.ndarray) -> dict[str,
         f["other"] = np.zeros(3)
     np.savetxt(folder / "f.tsv", np.column_stack([np.array(ids), x.astype(str)]), fmt="%s",
                delimiter="\t")
-    pq.write_table(pa.table({"id": ids, "vec": list(x)}), folder / "f.parquet")
-    pq.write_table(pa.table({"id": ids, **{f"c{j}": x[:, j] for j in range(x.shape[1])}}),
-                   folder / "g.parquet")
-    return {
+    specs = {
         "npy": FeatureFile(path="f.npy", ids="order.json"),
         "npz": FeatureFile(path="f.npz"),
         "hdf5": FeatureFile(path="f.h5", key="emb", ids="order.json"),
         "text": FeatureFile(path="f.tsv", id_column=0),
-        "parquet-list": FeatureFile(path="f.parquet", key="vec", id_column="id"),
-        "parquet-columns": FeatureFile(path="g.parquet", columns=[f"c{j}" for j in range(3)],
-                                       id_column="id"),
     }
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return specs
+    pq.write_table(pa.table({"id": ids, "vec": list(x)}), folder / "f.parquet")
+    pq.write_table(pa.table({"id": ids, **{f"c{j}": x[:, j] for j in range(x.shape[1])}}),
+                   folder / "g.parquet")
+    specs["parquet-list"] = FeatureFile(path="f.parquet", key="vec", id_column="id")
+    specs["parquet-columns"] = FeatureFile(path="g.parquet", columns=[f"c{j}" for j in range(3)],
+                                           id_column="id")
+    return specs
 
 
-def test_every_format_reads_the_same_ids_and_features(tmp_path: Path) -> None:
+def _check_formats(tmp_path: Path) -> set[str]:
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     ids = [f"img{i}" for i in range(5)]
-    for name, spec in _write_all_formats(tmp_path, ids, x).items():
+    specs = _write_all_formats(tmp_path, ids, x)
+    for name, spec in specs.items():
         got_ids, feats = read_feature_file(spec, tmp_path)
         assert got_ids == ids, name
         np.testing.assert_allclose(np.asarray(feats, np.float32), x, rtol=1e-6, err_msg=name)
+    return set(specs)
+
+
+def test_every_format_reads_the_same_ids_and_features(tmp_path: Path) -> None:
+    assert {"npy", "npz", "hdf5", "text"} <= _check_formats(tmp_path)
     got_ids, _ = read_feature_file(FeatureFile(path="f.npy", prefix="img:"), tmp_path)
     assert got_ids == [f"img:{i}" for i in range(5)]  # no ids: row numbers
+
+
+def test_parquet_formats_read_the_same_ids_and_features(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="parquet needs the parquet extra (pyarrow)")
+    assert {"parquet-list", "parquet-columns"} <= _check_formats(tmp_path)
 
 
 def test_pickles_and_bad_files_are_refused(tmp_path: Path) -> None:
