@@ -375,3 +375,28 @@ def test_optional_backend_without_its_library(name: str, package: str,
     monkeypatch.setitem(sys.modules, package, None)
     with pytest.raises(MissingDependencyError, match=rf"featbench\[{package}\]"):
         registry.get(name)("euclidean", DIM)
+
+
+def test_training_sample_is_seeded_ordered_and_bounded() -> None:
+    from bench.algorithms.base import training_sample
+
+    data = np.arange(100, dtype=np.float32).reshape(50, 2)
+    assert training_sample(data, None, 1) is data and training_sample(data, 50, 1) is data
+    a, b = training_sample(data, 10, 7), training_sample(data, 10, 7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (10, 2) and a.flags.c_contiguous
+    assert (np.diff(a[:, 0]) > 0).all()  # data order kept
+    assert not np.array_equal(a, training_sample(data, 10, 8))
+
+
+def test_faiss_train_size_trains_on_a_seeded_subset() -> None:
+    data, queries = clustered(2000, 20, DIM, 8, seed=3)
+    ids = []
+    for _ in range(2):
+        backend = make("faiss", "euclidean", {"factory": "IVF16,Flat", "train_size": 500})
+        backend.build(data)
+        backend.set_query_params(nprobe=16)
+        ids.append(backend.search(queries, K)[1])
+    np.testing.assert_array_equal(ids[0], ids[1])
+    recall = tie_aware_recall(exact_distances(data, queries, "euclidean"), ids[0], K)
+    assert recall == 1.0  # all 16 lists probed: exact whatever the training subset

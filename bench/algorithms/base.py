@@ -97,6 +97,15 @@ class Backend(ABC):
         """Release resources (temporary files, threads)."""
 
 
+def training_sample(data: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """The rows an index is trained or a clustering fitted on: a seeded subset in data
+    order (all rows when ``size`` is None or not smaller), so a seed fixes the build."""
+    if size is None or size >= len(data):
+        return data
+    rows = np.sort(np.random.default_rng(seed).choice(len(data), size, replace=False))
+    return np.ascontiguousarray(data[rows])
+
+
 def pad_results(
     distances: np.ndarray, ids: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:

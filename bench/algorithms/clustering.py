@@ -23,7 +23,7 @@ from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans
 
 from bench.algorithms import register
 from bench.algorithms._numpy_knn import exact_knn, gather_ranges, rerank, sq_norms
-from bench.algorithms.base import Backend
+from bench.algorithms.base import Backend, training_sample
 from bench.errors import BenchError
 
 METHODS = ("kmeans", "bisecting", "agglomerative")
@@ -76,11 +76,7 @@ class ClusterSearchBackend(Backend):
     def _sample(self, data: np.ndarray, n_clusters: int) -> np.ndarray:
         """Rows the clustering is fitted on: agglomerative is quadratic; k-means needs few."""
         default = 5_000 if self.method == "agglomerative" else 256 * n_clusters
-        size = min(len(data), self.sample_size or default)
-        if size >= len(data):
-            return data
-        rng = np.random.default_rng(self.seed)
-        return data[np.sort(rng.choice(len(data), size, replace=False))]
+        return training_sample(data, self.sample_size or default, self.seed)
 
     def _fit(self, sample: np.ndarray, n_clusters: int) -> np.ndarray:
         if self.method == "kmeans":

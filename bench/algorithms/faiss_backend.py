@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bench.algorithms import register
-from bench.algorithms.base import Backend
+from bench.algorithms.base import Backend, training_sample
 from bench.errors import BenchError
 
 
@@ -62,11 +62,7 @@ class FaissBackend(Backend):
 
     def build(self, data: np.ndarray) -> None:
         if not self.index.is_trained:
-            train = data
-            if self.train_size is not None and self.train_size < len(data):
-                rng = np.random.default_rng(self.seed)
-                rows = np.sort(rng.choice(len(data), self.train_size, replace=False))
-                train = np.ascontiguousarray(data[rows])
+            train = training_sample(data, self.train_size, self.seed)
             self.index.train(np.ascontiguousarray(train, dtype=np.float32))
         chunk = 1 << 18
         for start in range(0, len(data), chunk):

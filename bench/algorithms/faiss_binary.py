@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.algorithms import register
-from bench.algorithms.base import Backend
+from bench.algorithms.base import Backend, training_sample
 from bench.errors import BenchError
 
 
@@ -70,11 +70,7 @@ class FaissBinaryBackend(Backend):
     def build(self, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data, dtype=np.uint8)
         if not self.index.is_trained:
-            train = data
-            if self.train_size is not None and self.train_size < len(data):
-                rng = np.random.default_rng(self.seed)
-                rows = np.sort(rng.choice(len(data), self.train_size, replace=False))
-                train = np.ascontiguousarray(data[rows])
+            train = training_sample(data, self.train_size, self.seed)
             self.index.train(train)
         self.index.add(data)
 
