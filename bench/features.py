@@ -9,6 +9,7 @@ a pickle. Exact ground truth and its float64 distances travel with the set.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,22 +145,16 @@ def extract_item_features(
             f"extractor {section.name} reads {extractor.modality} items, but the dataset "
             f"yields {items.modality} items"
         )
+    if executor == "ray":
+        from bench.executors.ray_extract import extract_features_ray as extract
+    else:
+        extract = functools.partial(extract_features, workers=workers)
     dataset_fp = fingerprint_obj(items.description)
     out = []
     skipped: list[tuple[str, str]] = []
     for part, part_items in (("database", items.database), ("queries", items.queries)):
-        if executor == "ray":
-            from bench.executors.ray_extract import extract_features_ray
-
-            got = extract_features_ray(
-                extractor, part_items, cache_dir=cache_dir,
-                dataset_fingerprint=f"{dataset_fp}-{part}", progress=progress,
-            )
-        else:
-            got = extract_features(
-                extractor, part_items, cache_dir=cache_dir,
-                dataset_fingerprint=f"{dataset_fp}-{part}", workers=workers, progress=progress,
-            )
+        got = extract(extractor, part_items, cache_dir=cache_dir,
+                      dataset_fingerprint=f"{dataset_fp}-{part}", progress=progress)
         kept_items = [part_items[i] for i in np.asarray(got.kept)]
         out.append((got.features, kept_items))
         skipped.extend(got.skipped)
