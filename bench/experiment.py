@@ -80,6 +80,9 @@ class Experiment(_Strict):
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: int | None = Field(None, ge=1)
+    #: auto: reuse the dataset's own neighbours when it has them (checked); recompute:
+    #: always compute exact neighbours (the fix for a wrong neighbours file)
+    ground_truth: Literal["auto", "recompute"] = "auto"
     algorithms: list[AlgorithmGroup] = Field(default_factory=list)
     #: tolerances of ``bench compare`` for this experiment (defaults in bench.compare)
     compare: Tolerances | None = None

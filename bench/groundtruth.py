@@ -431,9 +431,43 @@ def _load_cached(cache_dir: Path, base: str, k: int) -> tuple[np.ndarray, np.nda
     return None
 
 
+def ground_truth_problem(ids: np.ndarray, dist: np.ndarray | None, n_database: int,
+                         k: int) -> str | None:
+    """What is structurally wrong with a ground-truth table, or None.
+
+    Checked before any recall is computed from it: wrong ids inflate tie-aware recall
+    (the k-th "true" distance grows, and everything counts as a tie), so a table with
+    ids out of range, repeated ids in a row, or distances that are not ascending is
+    refused rather than scored against.
+    """
+    if ids.ndim != 2 or ids.shape[1] < k:
+        return f"expected {k} neighbour ids per query, got shape {ids.shape}"
+    ids = ids[:, :k]
+    bad = (ids < 0) | (ids >= n_database)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        return (f"query {row} has neighbour id {int(ids[row][bad[row]][0])}, outside the "
+                f"database of {n_database} rows")
+    ordered = np.sort(ids, axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        return f"query {row} lists the same neighbour id twice"
+    if dist is not None:
+        d = np.asarray(dist[:, :k], dtype=np.float64)
+        slack = np.maximum(1e-6 * np.abs(d[:, 1:]), 1e-9)
+        unsorted = (d[:, 1:] < d[:, :-1] - slack).any(axis=1) | np.isnan(d).any(axis=1)
+        if unsorted.any():
+            row = int(np.flatnonzero(unsorted)[0])
+            return f"the neighbours of query {row} are not in ascending order of distance"
+    return None
+
+
 def load_or_compute_ground_truth(
     cache_dir: Path, data_fingerprint: str, metric: str, k: int,
     compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+    verify: Callable[[np.ndarray], str | None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cached exact ground truth (distances, ids); a cached larger k serves a smaller one.
 
@@ -441,6 +475,10 @@ def load_or_compute_ground_truth(
     fingerprint and metric (k is in the name rather than the hash so a larger k can
     be found). Each file is written atomically, distances first, so an ids file
     only exists next to a complete distances file.
+
+    ``verify(ids)`` returns a problem or None. A cached table that fails it (a
+    damaged or tampered cache) is removed and recomputed, with ``warn``; a freshly
+    computed one that fails it raises, since then the data or the metric is wrong.
     """
     from bench.results import atomic_save_npy
 
@@ -449,11 +487,21 @@ def load_or_compute_ground_truth(
     base = fingerprint_obj({"data": data_fingerprint, "metric": metric, "ground_truth": 1})
     cached = _load_cached(cache_dir, base, k) if cache_dir.is_dir() else None
     if cached is not None:
-        return cached
+        problem = verify(cached[1]) if verify else None
+        if problem is None:
+            return cached
+        if warn:
+            warn(f"cached ground truth in {cache_dir} fails its check ({problem}): recomputing")
+        for path in cache_dir.glob(f"{base}-k*.npy"):
+            path.unlink(missing_ok=True)
     dist, ids = compute()
     dist, ids = np.asarray(dist, dtype=np.float32), np.asarray(ids, dtype=np.int64)
     if ids.ndim != 2 or ids.shape != dist.shape or ids.shape[1] < k:
         raise BenchError(f"ground truth has shape {ids.shape}/{dist.shape}, expected (n, {k})")
+    problem = verify(ids[:, :k]) if verify else None
+    if problem is not None:
+        raise BenchError(f"exact ground truth fails its check ({problem}): "
+                         "the metric or the data is wrong")
     ids_path, dist_path = _cache_paths(cache_dir, base, ids.shape[1])
     atomic_save_npy(dist_path, dist)
     atomic_save_npy(ids_path, ids)

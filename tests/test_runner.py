@@ -132,7 +132,8 @@ def test_wrong_metric_for_file_ground_truth_is_caught(write_experiment, tmp_path
                             algorithms=[{"algorithm": "faiss", "build": {"factory": "Flat"}}])
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(write_experiment(spec))])
     assert result.exit_code == 2
-    assert "metric or the data is wrong" in result.output
+    assert "neighbours file is wrong" in result.output
+    assert "ground_truth: recompute" in result.output
 
 
 def _cli_error(path: Path) -> str:
