@@ -20,8 +20,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from bench.errors import BenchError
-from bench.fingerprint import fingerprint_obj
+from bench.core.errors import BenchError
+from bench.core.fingerprint import fingerprint_obj
 
 SCHEMA_VERSION = 1
 RESULTS_ROOT_ENV = "BENCH_RESULTS"

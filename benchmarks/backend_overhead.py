@@ -1,6 +1,6 @@
 """What the harness costs: QPS measured by `bench` vs a bare loop over the library.
 
-The bench side times the backend adapter with ``bench.measure.time_search``, the
+The bench side times the backend adapter with ``bench.run.measure.time_search``, the
 function the worker uses for every run (one warm-up, best repeat; in single
 mode the per-query latencies). The bare side builds the same index (same
 parameters and seed) and times the library's own calls: ``knn_query`` on the
@@ -11,7 +11,7 @@ list rows (the fastest way to call Annoy) for Annoy. Targets: bench / bare >=
 Timings on a shared machine are noisy, so by default both sides run in this
 process and alternate, ``--rounds`` times each, keeping the best of each: load
 changes hit both alike. ``--worker`` instead runs the bench side as ``bench run``
-does, in a forkserver worker (``bench.executors.local.run_in_worker``); that is
+does, in a forkserver worker (``bench.run.executors.local.run_in_worker``); that is
 the full path but compares two processes measured at different moments.
 
     python benchmarks/backend_overhead.py [--n 20000] [--queries 1000] [--rounds 15]
@@ -30,9 +30,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.algorithms import registry
-from bench.executors.local import run_in_worker
-from bench.executors.task import BuildTask, QueryPoint
-from bench.measure import time_search
+from bench.run.executors.local import run_in_worker
+from bench.run.executors.task import BuildTask, QueryPoint
+from bench.run.measure import time_search
 
 K = 10
 SEED = 42

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compare import (  # noqa: E402
+from bench.gate.compare import (  # noqa: E402
     Tolerances,
     compare_results,
     match_key,
@@ -52,8 +52,8 @@ def run_all(experiment: str, n: int, repeat: int = 1) -> list[dict[str, Any]]:
     """``n`` forced runs; with ``repeat`` > 1 each is `bench run --repeat` (medians)."""
     from rich.console import Console
 
-    from bench.repeat import run_repeated
-    from bench.runner import RunOptions
+    from bench.run.repeat import run_repeated
+    from bench.run.runner import RunOptions
 
     quiet = Console(stderr=True, quiet=True)
     out = []

@@ -38,7 +38,7 @@ from bench.datasets.base import Item
 from bench.extractors import registry
 from bench.extractors.neural.models import MODELS
 from bench.extractors.neural.pipeline import heap_allocations
-from bench.extractors.store import extract_features
+from bench.features.store import extract_features
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
           "retina", "coins", "camera", "page"]

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import groundtruth  # noqa: E402
+from bench.groundtruth import exact as groundtruth  # noqa: E402
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> float:

@@ -91,7 +91,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="featbench-overhead-"))
     os.environ["BENCH_RESULTS"] = str(tmp / "results")
     os.environ["BENCH_CACHE"] = str(tmp / "cache")
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     configs = [c for c in CONFIGS if not args.only or c[0] in args.only.split(",")]
     rows = []

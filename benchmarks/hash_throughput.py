@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.datasets.base import Item  # noqa: E402
 from bench.datasets.samples import load_photo, sample_photos  # noqa: E402
 from bench.extractors import registry  # noqa: E402
-from bench.extractors.store import extract_features  # noqa: E402
+from bench.features.store import extract_features  # noqa: E402
 
 HASHES = ("ahash", "phash", "dhash", "whash", "colorhash", "crop-resistant")
 

@@ -31,7 +31,7 @@ import numpy as np
 
 
 def run_executor(experiment: str, executor: str, root: Path) -> float:
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     os.environ["BENCH_RESULTS"] = str(root / f"results-{executor}")
     t0 = time.perf_counter()
@@ -40,7 +40,7 @@ def run_executor(experiment: str, executor: str, root: Path) -> float:
 
 
 def executor_overhead(experiment: str, cpus: int) -> None:
-    from bench.executors import ray_executor
+    from bench.run.executors import ray_executor
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -84,7 +84,7 @@ def _single_qps(backend: object, queries: np.ndarray) -> float:
 
 def sharded_qps(n: int, dim: int, n_queries: int, runs: int, cpus: int) -> None:
     from bench.algorithms import registry
-    from bench.executors import ray_executor
+    from bench.run.executors import ray_executor
 
     ray_executor.ensure_ray(num_cpus=cpus)
     data, queries = clustered(n, n_queries, dim)
@@ -130,7 +130,7 @@ def _index_memory(root: Path, n: int, dim: int) -> dict[str, tuple[float, float]
     """label -> (measured index bytes, build seconds) from one `bench run`."""
     import yaml
 
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     spec = {"name": f"mem{dim}-{n}", "seed": 1, "metric": "euclidean", "k": 10, "runs": 1,
             "timeout": 1200,
@@ -189,7 +189,7 @@ def main() -> None:
     if args.memory:
         memory_capacity(args.memory_n, args.memory_dims)
         return
-    from bench.executors import ray_executor
+    from bench.run.executors import ray_executor
 
     try:
         if not args.skip_executor:

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from bench.datasets.attacks import (
+from bench.core.errors import BenchError
+from bench.datasets.prepare.attacks import (
     ATTACK_NAMES,
     ATTACKS,
     FAMILIES,
@@ -19,7 +20,6 @@ from bench.datasets.attacks import (
     family_of,
     write_attacks,
 )
-from bench.errors import BenchError
 
 
 def _photo(name: str, size: tuple[int, int] = (96, 72)) -> Image.Image:

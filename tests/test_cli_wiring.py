@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import small_experiment
 
-from bench.cli import cli
-from bench.compare import Tolerances
-from bench.errors import BenchError
-from bench.experiment import load_experiment
+from bench.cli.main import cli
+from bench.config.experiment import load_experiment
+from bench.core.errors import BenchError
+from bench.gate.compare import Tolerances
 
 
 def test_run_repeat_records_medians_and_spread(write_experiment):

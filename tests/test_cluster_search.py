@@ -7,7 +7,7 @@ import pytest
 
 from bench.algorithms import registry
 from bench.algorithms.clustering import ClusterSearchBackend
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def clustered(n: int = 3000, n_queries: int = 150, dim: int = 16,

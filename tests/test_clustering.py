@@ -11,11 +11,11 @@ import pytest
 from rich.console import Console
 
 from bench.clustering import algorithms as algo
-from bench.clustering.config import parse_clustering, plan_runs
 from bench.clustering.distances import BudgetExceeded, Space, graph_from_condensed
 from bench.clustering.metrics import cluster_table, label_scores
-from bench.errors import BenchError
-from bench.experiment import load_experiment
+from bench.config.clustering import parse_clustering, plan_runs
+from bench.config.experiment import load_experiment
+from bench.core.errors import BenchError
 
 # --- label metrics against hand-computed values -------------------------------------------
 
@@ -256,7 +256,7 @@ SECTION = {
 def test_clustering_experiment_end_to_end(tmp_path):
     from bench.clustering.plots import clustering_plots
     from bench.results import load_results
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     console = Console(file=open(tmp_path / "log.txt", "w"))  # noqa: SIM115
     opts = RunOptions(executor="inline", progress=False, workers=1)
@@ -315,7 +315,7 @@ def test_clustering_experiment_end_to_end(tmp_path):
 
 
 def test_rerun_skips_finished_runs_and_restarts_when_options_change(tmp_path):
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     console = Console(file=open(tmp_path / "log.txt", "w"))  # noqa: SIM115
     opts = RunOptions(executor="inline", progress=False, workers=1)
@@ -333,7 +333,7 @@ def test_rerun_skips_finished_runs_and_restarts_when_options_change(tmp_path):
 
 
 def test_auto_takes_the_sparse_path_when_the_matrix_is_over_budget(tmp_path):
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     console = Console(file=open(tmp_path / "log.txt", "w"))  # noqa: SIM115
     section = {"memory_budget_mb": 0.005,  # 5 KiB: 36 items need 10 KiB on the dense path

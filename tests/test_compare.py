@@ -16,15 +16,15 @@ from click.testing import CliRunner
 from conftest import small_experiment
 from plugins_for_tests import SlowSearch
 
-from bench.baseline import compact_results, dumps_baseline, load_comparable, save_baseline
-from bench.cli import BenchGroup
-from bench.cli_compare import baseline as baseline_group
-from bench.cli_compare import compare as compare_cmd
-from bench.compare import Tolerances, compare_results, resolve_tolerances
-from bench.errors import BenchError
-from bench.repeat import merge_records, run_repeated
-from bench.report_formats import to_junit, to_markdown
-from bench.runner import RunOptions, run_experiment
+from bench.cli.compare import baseline as baseline_group
+from bench.cli.compare import compare as compare_cmd
+from bench.cli.main import BenchGroup
+from bench.core.errors import BenchError
+from bench.gate.baseline import compact_results, dumps_baseline, load_comparable, save_baseline
+from bench.gate.compare import Tolerances, compare_results, resolve_tolerances
+from bench.gate.formats import to_junit, to_markdown
+from bench.run.repeat import merge_records, run_repeated
+from bench.run.runner import RunOptions, run_experiment
 
 N_QUERIES = 1000
 

@@ -18,9 +18,9 @@ import pytest
 
 from bench.algorithms import registry
 from bench.algorithms.base import Backend
-from bench.errors import BenchError, MissingDependencyError
-from bench.metric_names import METRICS
-from bench.registry import Registry
+from bench.core.distances import METRICS
+from bench.core.errors import BenchError, MissingDependencyError
+from bench.core.registry import Registry
 
 K = 10
 DIM = 32

@@ -19,14 +19,14 @@ from click.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from bench.cli_neural import convert  # noqa: E402
-from bench.convert import (  # noqa: E402
+from bench.cli.neural import convert  # noqa: E402
+from bench.core.errors import BenchError, MissingDependencyError  # noqa: E402
+from bench.extractors import registry  # noqa: E402
+from bench.extractors.neural.convert import (  # noqa: E402
     checkpoint_prefix,
     convert_simclr,
     detect_model,
 )
-from bench.errors import BenchError, MissingDependencyError  # noqa: E402
-from bench.extractors import registry  # noqa: E402
 from bench.extractors.neural.models import DEPTHS, MODELS  # noqa: E402
 
 

@@ -24,13 +24,18 @@ from click.testing import CliRunner
 from http_fixture import FileServer, closed_port_url
 from PIL import Image
 
-from bench.cli_download import add_commands
-from bench.download import fetch, registry
-from bench.download.fetch import ChecksumError
-from bench.download.install import InstallOptions, install_dataset, install_weights, status_of
-from bench.download.manifest import get_entry, load_manifest
-from bench.download.registry import DATASETS, WEIGHTS, RemoteFile
-from bench.errors import BenchError
+from bench.cli.download import add_commands
+from bench.core.errors import BenchError
+from bench.datasets.download import fetch, registry
+from bench.datasets.download.fetch import ChecksumError
+from bench.datasets.download.install import (
+    InstallOptions,
+    install_dataset,
+    install_weights,
+    status_of,
+)
+from bench.datasets.download.manifest import get_entry, load_manifest
+from bench.datasets.download.registry import DATASETS, WEIGHTS, RemoteFile
 
 OPTS = InstallOptions(progress=False, retries=0, timeout=5.0, backoff=0.0)
 
@@ -360,9 +365,9 @@ def _fake_converter(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Path]]:
         names = sorted(p.name for p in Path(checkpoint_dir).iterdir())
         Path(out).write_text(json.dumps(names))
 
-    module = types.ModuleType("bench.convert")
+    module = types.ModuleType("bench.extractors.neural.convert")
     module.convert_checkpoint = convert_checkpoint  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bench.convert", module)
+    monkeypatch.setitem(sys.modules, "bench.extractors.neural.convert", module)
     return calls
 
 
@@ -408,7 +413,7 @@ def test_simclr_v1_zip_keeps_only_the_checkpoint(srv: FileServer, tmp_path: Path
 
 def test_weights_without_converter_say_what_to_run(srv: FileServer, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "bench.convert", None)  # import fails
+    monkeypatch.setitem(sys.modules, "bench.extractors.neural.convert", None)  # import fails
     w = _v2_weights(srv)
     with pytest.raises(BenchError, match="bench convert simclr-v2 .*simclr-v2-r50-1x-sk0"):
         install_weights(w, tmp_path, OPTS)

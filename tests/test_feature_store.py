@@ -17,9 +17,9 @@ from skimage import data
 
 from bench.datasets.base import Item
 from bench.extractors import registry
-from bench.extractors import store as store_mod
 from bench.extractors.base import Extractor
-from bench.extractors.store import extract_features
+from bench.features import store as store_mod
+from bench.features.store import extract_features
 
 
 class Counting(Extractor):
@@ -83,7 +83,7 @@ def test_corrupt_and_empty_files_are_skipped_and_reported(tmp_path: Path, worker
                                                           monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(store_mod, "BATCH", 3)  # several batches: the worker pool is used
     items = _with_bad_files(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="bench.extractors.store"):
+    with caplog.at_level(logging.WARNING, logger="bench.features.store"):
         got = extract_features(_dhash(), items, cache_dir=tmp_path / "cache",
                                dataset_fingerprint="d", workers=workers, progress=False)
     assert [i for i, _ in got.skipped] == ["t:truncated", "t:empty"]
@@ -183,8 +183,8 @@ def test_text_items_and_all_skipped(tmp_path: Path):
 def test_bench_run_reports_the_two_unreadable_files(tmp_path: Path, write_experiment):
     import json
 
-    from bench.datasets.attacks import attack_image, attack_rng
-    from bench.runner import RunOptions, run_experiment
+    from bench.datasets.prepare.attacks import attack_image, attack_rng
+    from bench.run.runner import RunOptions, run_experiment
 
     items = _with_bad_files(tmp_path)
     queries = tmp_path / "queries"

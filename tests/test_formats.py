@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from bench.core.errors import BenchError
 from bench.datasets.formats import (
     read_ann_hdf5,
     read_vectors,
@@ -16,7 +17,6 @@ from bench.datasets.formats import (
     write_fvecs,
     write_ivecs,
 )
-from bench.errors import BenchError
 
 
 def is_memmapped(array: np.ndarray) -> bool:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from bench.algorithms.fusion import FusionBackend, SliceBackend
-from bench.errors import BenchError
+from bench.algorithms.wrappers.fusion import FusionBackend, SliceBackend
+from bench.core.errors import BenchError
 
 
 def _dist(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:

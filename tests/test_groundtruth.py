@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import groundtruth
-from bench.errors import BenchError
-from bench.groundtruth import exact_distances, exact_knn, load_or_compute_ground_truth
+from bench.core.errors import BenchError
+from bench.groundtruth import exact as groundtruth
+from bench.groundtruth.exact import exact_distances, exact_knn, load_or_compute_ground_truth
 
 METRICS = ("euclidean", "angular", "ip", "hamming")
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import small_experiment
 
-from bench.cli import cli
-from bench.groundtruth import ground_truth_problem
+from bench.cli.main import cli
+from bench.groundtruth.exact import ground_truth_problem
 
 
 def _one_error_line(result) -> str:
@@ -124,7 +124,7 @@ def test_corrupted_cache_is_recomputed_with_a_warning(write_experiment, tmp_path
 
 
 def test_canary_samples_queries_spread_over_all():
-    from bench.runner import canary_sample
+    from bench.run.runner import canary_sample
 
     sample = canary_sample(10_000, seed=1)
     assert len(sample) == 200 and len(set(sample.tolist())) == 200

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.core.errors import BenchError
 from bench.datasets import DatasetContext, ItemData, registry
 from bench.datasets.images import natural_key, split_identity
-from bench.datasets.memes import prepare_memes
+from bench.datasets.prepare.memes import prepare_memes
 from bench.datasets.samples import procedural_image
-from bench.errors import BenchError
 
 
 def _img(path: Path, value: int = 0) -> Path:

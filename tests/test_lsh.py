@@ -11,7 +11,7 @@ import bench.algorithms.lsh as lsh_module
 from bench.algorithms import registry
 from bench.algorithms._numpy_knn import gather_ranges
 from bench.algorithms.lsh import LSHBackend, probe_masks
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def clustered(n: int = 3000, n_queries: int = 200, dim: int = 24, offset: float = 0.0,

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.measure import time_search
+from bench.run.measure import time_search
 
 
 @pytest.mark.parametrize("mode", ["batch", "single"])

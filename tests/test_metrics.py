@@ -1,4 +1,4 @@
-"""bench.metrics against hand-computed examples and brute-force references."""
+"""bench.scoring.metrics against hand-computed examples and brute-force references."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from bench.errors import BenchError
-from bench.metrics import (
+from bench.core.errors import BenchError
+from bench.scoring.metrics import (
     average_precision,
     check_no_duplicates,
     compact_rows,

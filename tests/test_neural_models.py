@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bench.errors import BenchError, MissingDependencyError  # noqa: E402
+from bench.core.errors import BenchError, MissingDependencyError  # noqa: E402
 from bench.extractors import registry  # noqa: E402
 from bench.extractors.neural._simclr import (  # noqa: E402
     SelectiveKernel,
@@ -200,7 +200,7 @@ def test_registry_works_without_torch_and_extraction_says_what_to_install():
         "cls = registry.get('simclr-v2-r50-2x-sk1')\n"
         "ext = cls(cls.Options.model_validate({'weights': 'w.pt'}))\n"
         "assert ext.dim == 4096\n"
-        "from bench.errors import MissingDependencyError\n"
+        "from bench.core.errors import MissingDependencyError\n"
         "try:\n"
         "    ext.run_pipeline([object()], lambda *a: None, workers=0)\n"
         "except MissingDependencyError as e:\n"

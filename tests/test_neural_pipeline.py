@@ -14,11 +14,12 @@ from skimage import data
 
 torch = pytest.importorskip("torch")
 
+from bench.core.errors import BenchError  # noqa: E402
 from bench.datasets.base import Item  # noqa: E402
-from bench.errors import BenchError  # noqa: E402
-from bench.extractors import registry, store  # noqa: E402
+from bench.extractors import registry  # noqa: E402
 from bench.extractors.neural import preprocess as pp  # noqa: E402
 from bench.extractors.neural.models import MODELS  # noqa: E402
+from bench.features import store  # noqa: E402
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "logo"]
 
@@ -250,7 +251,7 @@ def test_interrupted_extraction_resumes_where_it_stopped(tmp_path, weights, smal
 def test_experiment_with_simclr_v2_r50_2x_sk1_runs_end_to_end(tmp_path, write_experiment):
     """The issue's acceptance test: a YAML experiment, a folder of images, a local
     weights file (random here) for simclr-v2-r50-2x-sk1, real 224x224 preprocessing."""
-    from bench.runner import RunOptions, run_experiment
+    from bench.run.runner import RunOptions, run_experiment
 
     folder, queries = tmp_path / "images", tmp_path / "queries"
     photos = _photo_files(folder)

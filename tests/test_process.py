@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.process import process_results
 from bench.process.compat import load_for_processing
 from bench.process.distances import neighbour_distances

@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'feat
 
 from bench.algorithms import registry  # noqa: E402
 from bench.algorithms.base import Backend  # noqa: E402
-from bench.runner import RunOptions, run_experiment  # noqa: E402
+from bench.run.runner import RunOptions, run_experiment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ class RayWorkerKiller(Backend):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from bench.executors import ray_executor
+    from bench.run.executors import ray_executor
 
     ray_executor.configure(None)
     ray_executor.ensure_ray(num_cpus=2)
@@ -121,7 +121,7 @@ def test_sharded_exact_equals_unsharded(inner: str, metric: str,
 
 
 def test_sharded_passes_query_params_and_rejects_unknown() -> None:
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     rng = np.random.default_rng(5)
     data = rng.normal(size=(2000, 16)).astype(np.float32)
@@ -188,9 +188,9 @@ def _images(folder: Path, n: int) -> list:
 
 def test_distributed_extraction_matches_store_and_resumes_per_shard(local_ray,
                                                                     tmp_path: Path) -> None:
-    from bench.executors.ray_extract import _extract_shard, entry_path, extract_features_ray, split
     from bench.extractors import registry as extractors
-    from bench.extractors import store
+    from bench.features import store
+    from bench.features.ray_map import _extract_shard, entry_path, extract_features_ray, split
 
     items = _images(tmp_path / "img", 40)
     cls = extractors.get("dhash")
@@ -228,8 +228,8 @@ def test_distributed_extraction_matches_store_and_resumes_per_shard(local_ray,
 def test_without_ray_a_clear_missing_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from bench.errors import MissingDependencyError
-    from bench.executors import ray_executor
+    from bench.core.errors import MissingDependencyError
+    from bench.run.executors import ray_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
     with pytest.raises(MissingDependencyError, match=r"featbench\[ray\]"):
@@ -241,8 +241,8 @@ def test_without_ray_a_clear_missing_dependency(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_unreachable_address_fails_fast_with_the_option_name() -> None:
-    from bench.errors import BenchError
-    from bench.executors import ray_executor
+    from bench.core.errors import BenchError
+    from bench.run.executors import ray_executor
 
     # checked by a plain TCP connect first: ray.init itself retries for minutes
     with pytest.raises(BenchError, match=r"127\.0\.0\.1:1.*--address"):
@@ -253,7 +253,7 @@ def test_ray_executor_extracts_item_features_through_the_runner(local_ray, tmp_p
                                                                  monkeypatch) -> None:
     """`bench run --executor ray` on an image experiment: extraction runs as Ray tasks
     (not the local store) and gives exactly the local run's features and hit rates."""
-    from bench.executors import ray_extract
+    from bench.features import ray_map as ray_extract
 
     calls = []
     real = ray_extract.extract_features_ray

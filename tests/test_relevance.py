@@ -1,4 +1,4 @@
-"""bench.relevance: identity / label / group rules, exclusion, de-duplication."""
+"""bench.scoring.relevance: identity / label / group rules, exclusion, de-duplication."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from bench.core.errors import BenchError
 from bench.datasets.base import Item
-from bench.errors import BenchError
-from bench.metrics import average_precision, hit_rate_at_k, precision_at_k, recall_at_k
-from bench.relevance import build_relevance, database_rows, exclude_rows
+from bench.scoring.metrics import average_precision, hit_rate_at_k, precision_at_k, recall_at_k
+from bench.scoring.relevance import build_relevance, database_rows, exclude_rows
 
 
 def _db(identities: list[str | None]) -> list[Item]:

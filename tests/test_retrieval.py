@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from bench.core.errors import BenchError
 from bench.datasets.base import DatasetContext, Item
-from bench.errors import BenchError
-from bench.evaluate import make_judge, read_groups
 from bench.extractors.precomputed import FeatureFile, read_feature_file
-from bench.runner import RunOptions, run_experiment
+from bench.run.runner import RunOptions, run_experiment
+from bench.scoring.judges import make_judge, read_groups
 
 
 def _loaded(tmp_path: Path, relevance: object, ks: list[int], query_sample: dict | None = None,
@@ -241,7 +241,7 @@ def test_pickles_and_bad_files_are_refused(tmp_path: Path) -> None:
 
 def test_precomputed_extractor_looks_features_up_by_id(tmp_path: Path) -> None:
     from bench.extractors.precomputed import PrecomputedExtractor, PrecomputedOptions
-    from bench.extractors.store import extract_features
+    from bench.features.store import extract_features
 
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.savez(tmp_path / "a.npz", features=x[:2], ids=np.array(["p", "q"]))

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import small_experiment
 
-from bench.cli import cli
-from bench.experiment import builtin_experiments, load_experiment
-from bench.runner import RunOptions, run_experiment
+from bench.cli.main import cli
+from bench.config.experiment import builtin_experiments, load_experiment
+from bench.run.runner import RunOptions, run_experiment
 
 
 def _run(path: Path, **kw) -> dict:
@@ -209,7 +209,7 @@ def test_sigkill_mid_run_resumes_without_duplicates(write_experiment, isolated_o
     ]
     path = write_experiment(spec)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    cmd = [sys.executable, "-m", "bench.cli", "run", "--no-progress", str(path)]
+    cmd = [sys.executable, "-m", "bench.cli.main", "run", "--no-progress", str(path)]
     results = isolated_outputs / "results" / "small" / "results.json"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

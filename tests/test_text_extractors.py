@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.core.errors import BenchError
 from bench.datasets._retrieval_captions import CAPTIONS
 from bench.datasets.base import Item
-from bench.errors import BenchError
-from bench.extractors.store import extract_features
 from bench.extractors.text import (
     SentenceOptions,
     SentenceTransformerExtractor,
@@ -19,7 +18,8 @@ from bench.extractors.text import (
     TfidfSvdOptions,
     read_corpus,
 )
-from bench.runner import RunOptions, run_experiment
+from bench.features.store import extract_features
+from bench.run.runner import RunOptions, run_experiment
 
 
 def _minilm() -> SentenceTransformerExtractor:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from bench.core.errors import BenchError
 from bench.datasets import DatasetContext, VectorData, registry
 from bench.datasets import vectors as vec
 from bench.datasets.formats import write_bin, write_bvecs, write_fvecs, write_ivecs
-from bench.errors import BenchError
-from bench.groundtruth import exact_knn
+from bench.groundtruth.exact import exact_knn
 
 
 def load(name: str, tmp_path: Path, context_seed: int = 7, **options) -> VectorData:

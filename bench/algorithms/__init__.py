@@ -6,7 +6,7 @@ entry point group.
 """
 
 from bench.algorithms.base import Backend
-from bench.registry import Registry
+from bench.core.registry import Registry
 
 registry: Registry[Backend] = Registry("algorithm", "bench.algorithms", __name__)
 register = registry.register

@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _METRICS = {"euclidean": "euclidean", "angular": "angular", "ip": "dot"}
 

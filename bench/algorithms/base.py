@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 class Backend(ABC):
-    #: canonical metric names this backend accepts (see bench.metric_names)
+    #: canonical metric names this backend accepts (see bench.core.distances)
     metrics: ClassVar[tuple[str, ...]] = ()
     #: True for exact search: the harness checks it scores recall 1.0 before timing
     exact: ClassVar[bool] = False

@@ -24,7 +24,7 @@ from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans
 from bench.algorithms import register
 from bench.algorithms._numpy_knn import exact_knn, gather_ranges, rerank, sq_norms
 from bench.algorithms.base import Backend, training_sample
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 METHODS = ("kmeans", "bisecting", "agglomerative")
 _PAIR_BUDGET = 1 << 24

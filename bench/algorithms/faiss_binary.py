@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend, training_sample
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @register("faiss-binary")

@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend, pad_results
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _SPACES = {"euclidean": "l2", "angular": "ip", "ip": "ip"}
 

@@ -30,7 +30,7 @@ import numpy as np
 from bench.algorithms import register
 from bench.algorithms._numpy_knn import exact_knn, gather_ranges, rerank, sq_norms
 from bench.algorithms.base import Backend
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 MAX_PROBES = 100_000  # buckets per table per query; beyond this a full scan is cheaper
 _ROWS_PER_BLOCK = 1 << 16

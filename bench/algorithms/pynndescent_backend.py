@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend, pad_results
-from bench.errors import BenchError, MissingDependencyError
+from bench.core.errors import BenchError, MissingDependencyError
 
 _METRICS = {"euclidean": "euclidean", "angular": "cosine", "hamming": "bit_hamming"}
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend
-from bench.errors import BenchError, MissingDependencyError
+from bench.core.errors import BenchError, MissingDependencyError
 
 _METRICS = {"euclidean": "l2sq", "angular": "ip", "ip": "ip", "hamming": "hamming"}
 DTYPES = ("f32", "f16", "bf16", "i8")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 #: query rows per Faiss range search call; bounds Faiss's own result buffers
 RANGE_BLOCK = 2048

@@ -19,7 +19,6 @@ import numpy as np
 from rich.console import Console
 
 from bench.clustering import algorithms as algo
-from bench.clustering.config import ClusteringOptions, PlannedRun, parse_clustering, plan_runs
 from bench.clustering.distances import (
     BudgetExceeded,
     Space,
@@ -29,12 +28,13 @@ from bench.clustering.distances import (
     mib,
 )
 from bench.clustering.metrics import cluster_table, encode, label_scores, table_summary
-from bench.errors import BenchError
-from bench.experiment import LoadedExperiment
-from bench.features import FeatureSet
-from bench.fingerprint import fingerprint_obj
-from bench.measure import environment
+from bench.config.clustering import ClusteringOptions, PlannedRun, parse_clustering, plan_runs
+from bench.config.experiment import LoadedExperiment
+from bench.core.errors import BenchError
+from bench.core.fingerprint import fingerprint_obj
+from bench.features.prepare import FeatureSet
 from bench.results import ResultsFile, atomic_save_npy, atomic_write_json, now_iso, run_key
+from bench.run.measure import environment
 
 
 def _slug(text: str) -> str:

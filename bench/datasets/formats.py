@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 VECS_TYPES = {".fvecs": np.float32, ".ivecs": np.int32, ".bvecs": np.uint8}
 BIN_TYPES = {".fbin": np.float32, ".u8bin": np.uint8, ".i8bin": np.int8, ".ibin": np.int32}
@@ -35,7 +35,7 @@ HEADER_CHECK_ROWS = 1 << 20
 #: rows per block when packing ann-benchmarks bit vectors
 PACK_ROWS = 1 << 16
 
-#: ann-benchmarks ``distance`` attribute -> canonical metric (bench.metric_names)
+#: ann-benchmarks ``distance`` attribute -> canonical metric (bench.core.distances)
 ANN_DISTANCES = {"euclidean": "euclidean", "angular": "angular", "hamming": "hamming"}
 
 

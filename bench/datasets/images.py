@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.core.errors import BenchError
 from bench.datasets import register
-from bench.datasets.attacks import IMAGE_SUFFIXES, family_of
 from bench.datasets.base import Dataset, Item, ItemData, StrictOptions
-from bench.errors import BenchError
+from bench.datasets.prepare.attacks import IMAGE_SUFFIXES, family_of
 
 IdentityRule = Literal["stem", "prefix", "parent", "none"]
 

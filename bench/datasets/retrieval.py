@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from bench.core.distances import canonical_metric
+from bench.core.errors import BenchError
 from bench.datasets import register
 from bench.datasets.base import Dataset, Item, ItemData, StrictOptions, VectorData
-from bench.errors import BenchError
 from bench.extractors.precomputed import FeatureFile, file_signature, read_feature_file
-from bench.metric_names import canonical_metric
 
 ITEM_FIELDS = ("id", "labels", "text", "caption", "identity")
 

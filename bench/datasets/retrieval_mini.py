@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import Field
 
+from bench.core.fingerprint import fingerprint_obj
 from bench.datasets import register
 from bench.datasets._retrieval_captions import CAPTIONS
 from bench.datasets.base import Dataset, Item, StrictOptions, VectorData
 from bench.datasets.samples import load_photo, sample_photos
-from bench.fingerprint import fingerprint_obj
 from bench.results import atomic_save_npy
 
 VERSION = 1

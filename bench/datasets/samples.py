@@ -24,11 +24,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import Field
 
+from bench.core.errors import BenchError, MissingDependencyError
 from bench.datasets import register
-from bench.datasets.attacks import ATTACK_NAMES, get_attack, save_png, write_attacks
 from bench.datasets.base import Dataset, ItemData, StrictOptions
 from bench.datasets.images import describe, folder_items
-from bench.errors import BenchError, MissingDependencyError
+from bench.datasets.prepare.attacks import ATTACK_NAMES, get_attack, save_png, write_attacks
 
 GENERATOR_VERSION = 1
 

@@ -16,11 +16,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from bench.core.distances import canonical_metric
+from bench.core.errors import BenchError
 from bench.datasets import Dataset, VectorData, register
 from bench.datasets.base import StrictOptions
 from bench.datasets.formats import read_ann_hdf5, read_vectors
-from bench.errors import BenchError
-from bench.metric_names import canonical_metric
 
 #: bytes read per block when scanning (possibly memory-mapped) data for NaN / zero rows
 SCAN_BYTES = 64 << 20

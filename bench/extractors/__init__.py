@@ -4,8 +4,8 @@ Every module in this package (except ``base`` and ``store``) is discovered
 automatically; third-party extractors use the ``bench.extractors`` entry point group.
 """
 
+from bench.core.registry import Registry
 from bench.extractors.base import Extractor
-from bench.registry import Registry
 
 registry: Registry[Extractor] = Registry("extractor", "bench.extractors", __name__)
 register = registry.register

@@ -8,7 +8,7 @@ the harness can check an experiment before extracting anything.
 Neural extractors load weights from a local file named in the experiment;
 nothing is downloaded at run time.
 
-The feature store (bench.extractors.store) drives extraction, caching and
+The feature store (bench.features.store) drives extraction, caching and
 skipping of unreadable items. By default it decodes items and calls
 ``extract`` on batches; an extractor with its own pipeline (a torch DataLoader
 keeping a model busy) overrides ``run_pipeline``.

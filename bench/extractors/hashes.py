@@ -33,7 +33,7 @@ def _imagehash() -> Any:
     try:
         import imagehash
     except ImportError:
-        from bench.errors import MissingDependencyError
+        from bench.core.errors import MissingDependencyError
 
         raise MissingDependencyError("imagehash", "images", "perceptual hashes") from None
     return imagehash

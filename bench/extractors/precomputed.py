@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from bench.core.errors import BenchError, MissingDependencyError
 from bench.datasets.base import Item, StrictOptions
-from bench.errors import BenchError, MissingDependencyError
 from bench.extractors import register
 from bench.extractors.base import Extractor
 

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from bench.core.errors import BenchError, MissingDependencyError
 from bench.datasets.base import Item, StrictOptions
-from bench.errors import BenchError, MissingDependencyError
 from bench.extractors import register
 from bench.extractors.base import Extractor
 
@@ -54,7 +54,7 @@ def _model_files(folder: Path) -> list[list[Any]]:
 
 def _texts(items: Sequence[Item], start: int, stop: int,
            ) -> tuple[list[int], list[str], list[tuple[int, str]]]:
-    from bench.extractors.store import decode
+    from bench.features.store import decode
 
     kept, texts, skipped = [], [], []
     for pos in range(start, stop):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.results import SCHEMA_VERSION, load_results
 
 #: schema version -> function returning the results in the next version's shape

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def _prepared(desc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    from bench.features import cache_root
+    from bench.features.prepare import cache_root
 
     fp = desc.get("fingerprint")
     if not fp:
@@ -45,7 +45,7 @@ def neighbour_distances(results: dict[str, Any], run: pd.Series, desc: dict[str,
     k = ids.shape[1]
     arrays = _prepared(desc)
     if arrays is not None:
-        from bench.groundtruth import exact_distances
+        from bench.groundtruth.exact import exact_distances
 
         db, queries = arrays
         orig = np.array([[originals.get(int(r)) if originals.get(int(r)) is not None else -1]

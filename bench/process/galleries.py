@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.process.distances import neighbour_distances
 from bench.process.style import slug
 from bench.process.tiles import BLUE, DARK, GREEN, LIGHT, RED, Tile, compose

@@ -28,7 +28,7 @@ def _natural(text: str) -> list[Any]:
 
 def _family_rank() -> dict[str, int]:
     try:
-        from bench.datasets.attacks import FAMILIES
+        from bench.datasets.prepare.attacks import FAMILIES
     except ImportError:  # the attack table is optional here; fall back to appearance order
         return {}
     return {name: i for i, name in enumerate(FAMILIES)}

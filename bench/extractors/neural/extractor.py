@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from bench.core.errors import BenchError, MissingDependencyError
 from bench.datasets.base import Item, StrictOptions
-from bench.errors import BenchError, MissingDependencyError
 from bench.extractors import register
 from bench.extractors.base import Extractor
 from bench.extractors.neural.models import MODELS, ModelSpec

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError, MissingDependencyError
+from bench.core.errors import BenchError, MissingDependencyError
 from bench.extractors.neural.preprocess import Preprocess
 
 OnBatch = Callable[[np.ndarray, np.ndarray, list[tuple[int, str]]], None]

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.extractors.neural.pipeline import require_torch
 
 _SHA256: dict[tuple[str, int, int], str] = {}

@@ -1,0 +1,350 @@
+"""Experiment files: pydantic models, safe YAML loading, sweep expansion.
+
+An experiment is validated completely before anything runs, so a typo in the
+YAML costs a second, not an hour: unknown keys, wrong types and unknown
+algorithm / dataset / extractor names are reported with the file and key path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bench.core.distances import canonical_metric
+from bench.core.errors import BenchError
+from bench.core.fingerprint import fingerprint_obj
+from bench.gate.compare import Tolerances
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamedSection(BaseModel):
+    """A registered name plus its own options (validated by the named class)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AlgorithmGroup(_Strict):
+    """One run group: every combination of ``build`` values is one build; every
+    combination of ``query`` values is measured on each build."""
+
+    algorithm: str
+    name: str | None = None
+    build: dict[str, Any] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = None  # overrides the experiment's timeout for this group
+    memory_limit_gb: float | None = None
+
+
+class Experiment(_Strict):
+    name: str
+    #: search (index benchmarks) or clustering (how well features group identities)
+    kind: Literal["search", "clustering"] = "search"
+    #: options of a clustering experiment, validated by bench.clustering
+    clustering: dict[str, Any] | None = None
+    description: str = ""
+    seed: int = 42
+    dataset: NamedSection
+    extractor: NamedSection | list[NamedSection] | None = None
+    metric: str
+    k: int | list[int] = 10
+    #: knn | identity, or a mapping with a ``mode`` key and mode options; validated by
+    #: bench.scoring.judges.make_judge so relevance modes can grow without touching this model
+    relevance: str | dict[str, Any] = "knn"
+    #: {size, repeats, seed, replace}: metrics as mean and std over query sub-samples
+    query_sample: dict[str, Any] | None = None
+    mode: Literal["batch", "single"] = "batch"
+    threads: int = Field(1, ge=1)
+    runs: int = Field(3, ge=1)
+    timeout: float = Field(600.0, gt=0)
+    memory_limit_gb: float | None = Field(None, gt=0)
+    max_queries: int | None = Field(None, ge=1)
+    #: auto: reuse the dataset's own neighbours when it has them (checked); recompute:
+    #: always compute exact neighbours (the fix for a wrong neighbours file)
+    ground_truth: Literal["auto", "recompute"] = "auto"
+    algorithms: list[AlgorithmGroup] = Field(default_factory=list)
+    #: tolerances of ``bench compare`` for this experiment (defaults in bench.gate.compare)
+    compare: Tolerances | None = None
+
+    @field_validator("extractor", mode="after")
+    @classmethod
+    def _adapter_names(
+        cls, value: NamedSection | list[NamedSection] | None
+    ) -> NamedSection | list[NamedSection] | None:
+        """``torchvision:resnet18`` means the torchvision adapter with ``model: resnet18``;
+        rewritten here because the registry reads ``a:b`` as an import path."""
+        if value is None:
+            return None
+        from bench.extractors.neural.extractor import adapter_section
+
+        sections = value if isinstance(value, list) else [value]
+        rewritten = []
+        for section in sections:
+            try:
+                name, options = adapter_section(section.name, section.options())
+            except BenchError as exc:
+                raise ValueError(str(exc)) from None
+            rewritten.append(NamedSection(name=name, **options))
+        return rewritten if isinstance(value, list) else rewritten[0]
+
+    @model_validator(mode="after")
+    def _sections_match_kind(self) -> Experiment:
+        if self.kind == "search" and not self.algorithms:
+            raise ValueError("a search experiment needs at least one entry under algorithms")
+        if self.kind == "clustering" and self.clustering is None:
+            raise ValueError("a clustering experiment needs a clustering section")
+        return self
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        try:
+            return canonical_metric(value)
+        except BenchError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("k")
+    @classmethod
+    def _k(cls, value: int | list[int]) -> int | list[int]:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(v < 1 for v in values):
+            raise ValueError("k must be a positive integer or a non-empty list of them")
+        return value
+
+    @property
+    def ks(self) -> list[int]:
+        return sorted(set(self.k if isinstance(self.k, list) else [self.k]))
+
+    @property
+    def extractors(self) -> list[NamedSection]:
+        if self.extractor is None:
+            return []
+        return self.extractor if isinstance(self.extractor, list) else [self.extractor]
+
+
+@dataclass
+class BuildPoint:
+    """One index build and the query-parameter points measured on it."""
+
+    group: int
+    algorithm: str
+    label: str
+    build: dict[str, Any]
+    queries: list[dict[str, Any]]
+    timeout: float
+    memory_limit_gb: float | None
+
+    @property
+    def key(self) -> str:
+        return fingerprint_obj({"algorithm": self.algorithm, "build": self.build})[:16]
+
+
+@dataclass
+class LoadedExperiment:
+    experiment: Experiment
+    source: Path
+    builds: list[BuildPoint] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+
+def expand_grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product of list values; scalars are fixed. ``[[a, b]]`` passes a list."""
+    if not grid:
+        return [{}]
+    keys = list(grid)
+    axes = [v if isinstance(v, list) else [v] for v in grid.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def builtin_experiments() -> dict[str, Path]:
+    folder = resources.files("bench") / "experiments"
+    return {
+        Path(p.name).stem: Path(str(p))
+        for p in folder.iterdir()
+        if p.name.endswith((".yaml", ".yml"))
+    }
+
+
+def resolve_experiment_path(spec: str) -> Path:
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise BenchError(f"{spec}: experiment file not found")
+        return path
+    builtins = builtin_experiments()
+    if spec in builtins:
+        return builtins[spec]
+    raise BenchError(
+        f"unknown experiment {spec!r}: not a file, and not a built-in "
+        f"({', '.join(sorted(builtins))})"
+    )
+
+
+def _format_validation_error(source: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def _expand_env(text: str) -> str:
+    """Expand ${VAR} references (e.g. ${BENCH_DATA}); an unset variable is an error."""
+    import re
+
+    def repl(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var not in os.environ:
+            raise BenchError(
+                f"experiment refers to ${{{var}}}, which is not set in the environment"
+            )
+        return os.environ[var]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, text)
+
+
+def load_experiment(spec: str | Path) -> LoadedExperiment:
+    source = resolve_experiment_path(str(spec))
+    try:
+        raw = yaml.safe_load(_expand_env(source.read_text()))
+    except yaml.YAMLError as exc:
+        raise BenchError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise BenchError(f"{source}: expected a mapping at the top level")
+    try:
+        experiment = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        raise BenchError(_format_validation_error(source, exc)) from None
+    loaded = LoadedExperiment(experiment=experiment, source=source.resolve())
+    loaded.builds = _expand_builds(loaded)
+    _check_names(loaded)
+    if experiment.kind == "clustering":
+        from bench.config.clustering import parse_clustering
+
+        parse_clustering(loaded)
+    return loaded
+
+
+def _expand_builds(loaded: LoadedExperiment) -> list[BuildPoint]:
+    exp = loaded.experiment
+    builds: list[BuildPoint] = []
+    for gi, group in enumerate(exp.algorithms):
+        for build in expand_grid(group.build):
+            label = group.name or _default_label(group.algorithm, build)
+            builds.append(
+                BuildPoint(
+                    group=gi,
+                    algorithm=group.algorithm,
+                    label=label,
+                    build=build,
+                    queries=expand_grid(group.query),
+                    timeout=group.timeout or exp.timeout,
+                    memory_limit_gb=group.memory_limit_gb or exp.memory_limit_gb,
+                )
+            )
+    return builds
+
+
+def _default_label(algorithm: str, build: dict[str, Any]) -> str:
+    factory = build.get("factory") or build.get("index_binary_factory")
+    return f"{algorithm}({factory})" if factory else algorithm
+
+
+def _check_names(loaded: LoadedExperiment) -> None:
+    """Fail fast on unknown algorithms, parameters, datasets and extractors."""
+    from bench.algorithms import registry as algorithms
+    from bench.datasets import registry as datasets
+    from bench.extractors import registry as extractors
+
+    exp = loaded.experiment
+    src = loaded.source
+    for gi, group in enumerate(exp.algorithms):
+        try:
+            cls = algorithms.get(group.algorithm)
+        except BenchError as exc:
+            raise BenchError(f"{src}: algorithms.{gi}.algorithm: {exc}") from None
+        params = inspect.signature(cls.__init__).parameters
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        if not accepts_any:
+            for key in group.build:
+                if key not in params or key in ("self", "metric", "dim"):
+                    allowed = [n for n in params if n not in ("self", "metric", "dim")]
+                    raise BenchError(
+                        f"{src}: algorithms.{gi}.build.{key}: unknown build parameter of "
+                        f"{group.algorithm}; expected one of: {', '.join(allowed) or 'none'}"
+                    )
+        documented = getattr(cls, "query_params_doc", {})
+        if documented and not getattr(cls, "open_query_params", False):
+            for key in group.query:
+                if key not in documented:
+                    raise BenchError(
+                        f"{src}: algorithms.{gi}.query.{key}: unknown query parameter of "
+                        f"{group.algorithm}; expected one of: {', '.join(documented)}"
+                    )
+        if exp.metric not in cls.metrics:
+            raise BenchError(
+                f"{src}: algorithms.{gi}: {group.algorithm} does not support metric "
+                f"{exp.metric!r} (supported: {', '.join(cls.metrics)})"
+            )
+    try:
+        dcls = datasets.get(exp.dataset.name)
+    except BenchError as exc:
+        raise BenchError(f"{src}: dataset.name: {exc}") from None
+    try:
+        dcls.Options.model_validate(exp.dataset.options())
+    except ValidationError as exc:
+        raise BenchError(_format_validation_error(src, _prefixed(exc, "dataset"))) from None
+    for i, section in enumerate(exp.extractors):
+        where = f"extractor.{i}" if isinstance(exp.extractor, list) else "extractor"
+        try:
+            ecls = extractors.get(section.name)
+        except BenchError as exc:
+            raise BenchError(f"{src}: {where}.name: {exc}") from None
+        try:
+            ecls.Options.model_validate(section.options())
+        except ValidationError as exc:
+            raise BenchError(_format_validation_error(src, _prefixed(exc, where))) from None
+
+
+class _PrefixedError:
+    def __init__(self, exc: ValidationError, prefix: str) -> None:
+        self._exc = exc
+        self._prefix = prefix
+
+    def errors(self) -> list[dict[str, Any]]:
+        out = []
+        for err in self._exc.errors():
+            err = dict(err)
+            err["loc"] = (self._prefix, *err["loc"])
+            out.append(err)
+        return out
+
+
+def _prefixed(exc: ValidationError, prefix: str) -> Any:
+    return _PrefixedError(exc, prefix)

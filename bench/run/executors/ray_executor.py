@@ -1,0 +1,215 @@
+"""Run build points as Ray tasks, one per node at a time, with the local executor's protocol.
+
+Why this shape:
+- Each build point is one Ray task that asks for one unit of the custom resource
+  ``bench_slot``. Every node offers exactly one slot (a local instance is started with
+  ``resources={"bench_slot": 1}``; cluster nodes with ``ray start --resources
+  '{"bench_slot": 1}'``), so two timed runs never share a machine, whatever Ray's CPU
+  accounting says. The task asks for no CPUs, so a sharded backend's actors or a machine
+  with fewer cores than ``threads`` can never deadlock the scheduler.
+- Inside the Ray task the build runs through the local executor (``run_in_worker``): a
+  forked worker with the same time limit, memory cap and crash handling as on one
+  machine, so ``timeout``/``oom``/``crashed`` mean the same thing under both executors.
+- Messages stream back as they happen through a Ray generator task, so when the Ray
+  worker or its node dies mid-run, the points already measured are kept and only the
+  unfinished ones become ``crashed`` (Ray's own task retry is off: a silently repeated
+  timing run would be a lie).
+- Arrays: the task carries cache paths. On a single node, or a cluster whose nodes share
+  the cache folder (NFS, the same ``BENCH_CACHE``), the worker memory-maps them as
+  locally. When a path is not readable on the node, the driver's copy travels through
+  Ray's object store instead and is written to a node-local temporary file, once per
+  task; this costs one transfer of the database per build point, which is why the shared
+  filesystem is the recommended set-up (see docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.core.errors import BenchError, MissingDependencyError
+from bench.run.executors.task import BuildTask, Failure
+
+#: the custom resource of which every node offers one unit
+SLOT = "bench_slot"
+#: environment variable with the cluster address (``ray://host:10001``, ``host:6379``, auto)
+ADDRESS_ENV = "BENCH_RAY_ADDRESS"
+
+_address: str | None = None
+_lock = threading.Lock()
+_remote: Any = None
+
+
+def configure(address: str | None) -> None:
+    """Set the cluster address for this process (the CLI's ``--address``); None: the
+    ``BENCH_RAY_ADDRESS`` environment variable, else a fresh local instance."""
+    global _address
+    _address = address
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "ray", "the ray executor") from None
+    return ray
+
+
+def import_path() -> list[str]:
+    """sys.path entries a local Ray worker needs to import bench and test plugins."""
+    return [p for p in sys.path if p and os.path.isdir(p)]
+
+
+def ensure_ray(num_cpus: int | None = None) -> Any:
+    """Connect to the configured cluster, or start a local instance with one slot."""
+    ray = _ray()
+    with _lock:
+        if ray.is_initialized():
+            return ray
+        address = _address or os.environ.get(ADDRESS_ENV) or None
+        common = dict(include_dashboard=False, log_to_driver=False,
+                      configure_logging=False, ignore_reinit_error=True)
+        if address:
+            # cluster nodes run their own installation of featbench (see docs/scaling.md)
+            _check_reachable(address)
+            try:
+                ray.init(address=address, **common)
+            except Exception as exc:  # noqa: BLE001 - ray raises several kinds here
+                raise BenchError(f"cannot connect to the ray cluster at {address!r} "
+                                 f"(--address / {ADDRESS_ENV}): {_first_line(exc)}") from None
+            if not ray.cluster_resources().get(SLOT):
+                raise BenchError(
+                    f"ray cluster {address} offers no {SLOT!r} resource; start every node "
+                    f"with: ray start --resources '{{\"{SLOT}\": 1}}'"
+                )
+        else:
+            env = {"PYTHONPATH": os.pathsep.join(import_path())}
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources={SLOT: 1},
+                     runtime_env={"env_vars": env}, **common)
+    return ray
+
+
+def _run_remote(task: BuildTask, shipped: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Body of the Ray task (runs on the node)."""
+    import ray
+
+    from bench.run.executors.local import run_in_worker
+
+    # a sharded backend in the forked worker joins this cluster instead of starting one
+    os.environ[ADDRESS_ENV] = ray.get_runtime_context().gcs_address
+    tmp = None
+    try:
+        if shipped:
+            tmp = tempfile.TemporaryDirectory(prefix="featbench-ray-")
+            changes = {}
+            for field, ref in shipped.items():  # refs nested in a dict are not resolved
+                path = Path(tmp.name) / f"{field}.npy"
+                np.save(path, ray.get(ref))
+                changes[field] = str(path)
+            task = dataclasses.replace(task, **changes)
+        yield from run_in_worker(task)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a wrong HOST:PORT; ray.init itself retries for minutes."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"cannot reach the ray cluster at {address!r} (--address / "
+                         f"{ADDRESS_ENV}): {exc}") from None
+
+
+def _remote_fn() -> Any:
+    global _remote
+    if _remote is None:
+        ray = _ray()
+        _remote = ray.remote(num_cpus=0, resources={SLOT: 1}, max_retries=0)(_run_remote)
+    return _remote
+
+
+def _needs_shipping(ray: Any, path: str) -> bool:
+    """True when the cluster has other nodes that may not see the driver's files.
+
+    A path under a folder named in BENCH_RAY_SHARED (the shared filesystem) is never
+    shipped; BENCH_RAY_SHIP_ARRAYS=1 always ships (tests, clusters without shared disk)."""
+    if os.environ.get("BENCH_RAY_SHIP_ARRAYS") == "1":
+        return True
+    shared = [s for s in os.environ.get("BENCH_RAY_SHARED", "").split(os.pathsep) if s]
+    if any(Path(path).resolve().is_relative_to(Path(s).resolve()) for s in shared):
+        return False
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    return len(alive) > 1
+
+
+def submit(task: BuildTask) -> Any:
+    """Start the Ray task now and return its stream of message refs.
+
+    The runner may submit every build point first and drain the streams in order
+    afterwards (``drain``), so that N nodes work on N points at once."""
+    ray = ensure_ray()
+    shipped = {}
+    for field in ("database_path", "queries_path"):
+        path = getattr(task, field)
+        if _needs_shipping(ray, path):
+            shipped[field] = ray.put(np.load(path))
+    return _remote_fn().remote(task, shipped)
+
+
+def drain(stream: Any) -> Iterator[tuple[str, Any]]:
+    """The messages of a submitted task; a lost worker or node becomes ``crashed``."""
+    ray = _ray()
+    stage = "build"
+    done = False
+    try:
+        for ref in stream:
+            kind, payload = ray.get(ref)
+            if kind == "built":
+                stage = "search"
+            done = done or kind == "done"
+            yield kind, payload
+    except ray.exceptions.RayError as exc:
+        if not done:
+            yield "failure", Failure("crashed", stage, _describe(exc, stage))
+
+
+def run_on_ray(task: BuildTask) -> Iterator[tuple[str, Any]]:
+    """What ``bench.run.runner._execute`` calls for ``--executor ray``."""
+    yield from drain(submit(task))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0].strip()[:200] if lines else type(exc).__name__
+
+
+def _describe(exc: BaseException, stage: str) -> str:
+    name = type(exc).__name__
+    first = _first_line(exc)
+    text = f"ray worker lost during {stage} ({name}"
+    return f"{text}: {first})"
+
+
+def shutdown() -> None:
+    """Stop the local instance (tests, benchmarks)."""
+    ray = _ray()
+    global _remote
+    if ray.is_initialized():
+        ray.shutdown()
+    _remote = None
