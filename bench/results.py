@@ -9,28 +9,17 @@ written before the record that points at them.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import Any
 
 from bench.core.errors import BenchError
+from bench.core.files import atomic_write_json
 from bench.core.fingerprint import fingerprint_obj
+from bench.core.paths import results_root
 
 SCHEMA_VERSION = 1
-RESULTS_ROOT_ENV = "BENCH_RESULTS"
-
-
-def results_root() -> Path:
-    return Path(os.environ.get(RESULTS_ROOT_ENV, "results"))
-
-
 def results_dir(name: str) -> Path:
     return results_root() / name
 
@@ -47,50 +36,6 @@ def run_key(
         {"extractor": extractor, "algorithm": algorithm, "build": build, "query": query,
          "k": k, "mode": mode, "threads": threads}
     )[:20]
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path, prefix: str, suffix: str) -> Iterator[BinaryIO]:
-    """A temporary file beside ``path``, synced and renamed over it on success and
-    removed on any failure, so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with _atomic_file(path, f".{path.name}.", ".tmp") as fh:
-        fh.write(data)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, default=_json_default, allow_nan=True)
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    with _atomic_file(path, f".{path.stem}.", ".npy") as fh:
-        np.save(fh, array, allow_pickle=False)
 
 
 class ResultsFile:

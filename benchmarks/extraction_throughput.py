@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from bench.datasets.base import Item
+from bench.core.items import Item
 from bench.extractors import registry
 from bench.extractors.neural.models import MODELS
 from bench.extractors.neural.pipeline import heap_allocations

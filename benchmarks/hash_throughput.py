@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.datasets.base import Item  # noqa: E402
+from bench.core.items import Item  # noqa: E402
 from bench.datasets.samples import load_photo, sample_photos  # noqa: E402
 from bench.extractors import registry  # noqa: E402
 from bench.features.store import extract_features  # noqa: E402

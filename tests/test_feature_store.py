@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from bench.datasets.base import Item
+from bench.core.items import Item
 from bench.extractors import registry
 from bench.extractors.base import Extractor
 from bench.features import store as store_mod

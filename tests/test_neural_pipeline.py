@@ -15,7 +15,7 @@ from skimage import data
 torch = pytest.importorskip("torch")
 
 from bench.core.errors import BenchError  # noqa: E402
-from bench.datasets.base import Item  # noqa: E402
+from bench.core.items import Item  # noqa: E402
 from bench.extractors import registry  # noqa: E402
 from bench.extractors.neural import preprocess as pp  # noqa: E402
 from bench.extractors.neural.models import MODELS  # noqa: E402

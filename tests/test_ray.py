@@ -173,7 +173,7 @@ def test_killed_ray_worker_fails_only_its_run_and_sharded_runs(
 def _images(folder: Path, n: int) -> list:
     from PIL import Image
 
-    from bench.datasets.base import Item
+    from bench.core.items import Item
 
     rng = np.random.default_rng(11)
     folder.mkdir()

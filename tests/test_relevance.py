@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from bench.core.errors import BenchError
-from bench.datasets.base import Item
+from bench.core.items import Item
 from bench.scoring.metrics import average_precision, hit_rate_at_k, precision_at_k, recall_at_k
 from bench.scoring.relevance import build_relevance, database_rows, exclude_rows
 

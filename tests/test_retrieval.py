@@ -11,7 +11,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from bench.core.errors import BenchError
-from bench.datasets.base import DatasetContext, Item
+from bench.core.items import Item
+from bench.datasets.base import DatasetContext
 from bench.extractors.precomputed import FeatureFile, read_feature_file
 from bench.run.runner import RunOptions, run_experiment
 from bench.scoring.judges import make_judge, read_groups

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.core.errors import BenchError
+from bench.core.items import Item
 from bench.datasets._retrieval_captions import CAPTIONS
-from bench.datasets.base import Item
 from bench.extractors.text import (
     SentenceOptions,
     SentenceTransformerExtractor,

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.core.errors import BenchError
+from bench.run.kinds import kind_of
 
 console = Console(stderr=True)
 out = Console()
@@ -80,7 +81,7 @@ def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers
     options = RunOptions(force=force, executor=executor, progress=not no_progress,
                          workers=workers)
     if executor == "ray":
-        from bench.run.executors.ray_executor import configure
+        from bench.core.cluster import configure
 
         configure(address)
     elif address:
@@ -91,10 +92,9 @@ def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers
         results = run_repeated(experiment, repeat, options, console)
     else:
         results = run_experiment(experiment, options, console)
-    if results.data.get("experiment", {}).get("kind") == "clustering":
-        from bench.clustering.summary import clustering_table
-
-        out.print(clustering_table(results.runs))
+    kind = kind_of(results.data)
+    if kind is not None:
+        out.print(kind.summary_table(results.runs))
     else:
         print_summary(results.runs)
     failed = [r for r in results.runs if r["status"] != "ok"]

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from bench.core.files import atomic_write_bytes
 from bench.process.style import slug
 from bench.process.tiles import BACKGROUND, GREEN, PAD, RED, Tile, font, render
-from bench.results import atomic_write_bytes
 
 ROW_LABEL = 150
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.core.files import atomic_write_bytes
 from bench.process.style import plain_log, plt, save, series_colors, slug
-from bench.results import atomic_write_bytes
 
 SCORES = (("homogeneity", "homogeneity"), ("completeness", "completeness"),
           ("v_measure", "V-measure"), ("adjusted_rand", "adjusted Rand index"), ("nmi", "NMI"))

@@ -31,9 +31,10 @@ from bench.clustering.metrics import cluster_table, encode, label_scores, table_
 from bench.config.clustering import ClusteringOptions, PlannedRun, parse_clustering, plan_runs
 from bench.config.experiment import LoadedExperiment
 from bench.core.errors import BenchError
+from bench.core.files import atomic_save_npy, atomic_write_json
 from bench.core.fingerprint import fingerprint_obj
 from bench.features.prepare import FeatureSet
-from bench.results import ResultsFile, atomic_save_npy, atomic_write_json, now_iso, run_key
+from bench.results import ResultsFile, now_iso, run_key
 from bench.run.measure import environment
 
 

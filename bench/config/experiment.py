@@ -25,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from bench.config.compare import Tolerances
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
-from bench.gate.compare import Tolerances
 
 
 class _Strict(BaseModel):

@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, group: str, package: str) -> None:
+    def __init__(self, kind: str, group: str, package: str | None) -> None:
+        """``package``: where built-ins are discovered; None: entry points only."""
         self.kind = kind
         self.group = group
         self._package = package
@@ -43,7 +44,7 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        for module in submodules(self._package):
+        for module in submodules(self._package) if self._package else ():
             importlib.import_module(module)
         for ep in entry_points(group=self.group):
             if ep.name in self._classes:

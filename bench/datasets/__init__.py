@@ -4,8 +4,9 @@ Every module in this package (except ``base``) is discovered automatically;
 third-party datasets use the ``bench.datasets`` entry point group.
 """
 
+from bench.core.items import Item
 from bench.core.registry import Registry
-from bench.datasets.base import Dataset, DatasetContext, Item, ItemData, VectorData
+from bench.datasets.base import Dataset, DatasetContext, ItemData, VectorData
 
 registry: Registry[Dataset] = Registry("dataset", "bench.datasets", __name__)
 register = registry.register

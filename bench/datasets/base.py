@@ -21,31 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-
-class StrictOptions(BaseModel):
-    """Base for option models: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-@dataclass
-class Item:
-    """One database or query item.
-
-    ``id`` is unique within its set and namespaced by dataset (``bsds:100075``);
-    ``identity`` is what identity relevance compares (also namespaced, so ids of
-    two datasets never collide); ``attrs`` holds per-item facts such as
-    ``{"attack": "jpeg_50", "family": "compression"}``.
-    """
-
-    id: str
-    identity: str | None = None
-    path: Path | None = None
-    text: str | None = None
-    labels: tuple[str, ...] = ()
-    attrs: dict[str, Any] = field(default_factory=dict)
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 
 
 @dataclass

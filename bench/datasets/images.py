@@ -24,8 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.core.errors import BenchError
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 from bench.datasets import register
-from bench.datasets.base import Dataset, Item, ItemData, StrictOptions
+from bench.datasets.base import Dataset, ItemData
 from bench.datasets.prepare.attacks import IMAGE_SUFFIXES, family_of
 
 IdentityRule = Literal["stem", "prefix", "parent", "none"]

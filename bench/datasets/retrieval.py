@@ -29,8 +29,10 @@ from pydantic import Field, model_validator
 
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 from bench.datasets import register
-from bench.datasets.base import Dataset, Item, ItemData, StrictOptions, VectorData
+from bench.datasets.base import Dataset, ItemData, VectorData
 from bench.extractors.precomputed import FeatureFile, file_signature, read_feature_file
 
 ITEM_FIELDS = ("id", "labels", "text", "caption", "identity")

@@ -29,12 +29,14 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import Field
 
+from bench.core.files import atomic_save_npy
 from bench.core.fingerprint import fingerprint_obj
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 from bench.datasets import register
 from bench.datasets._retrieval_captions import CAPTIONS
-from bench.datasets.base import Dataset, Item, StrictOptions, VectorData
+from bench.datasets.base import Dataset, VectorData
 from bench.datasets.samples import load_photo, sample_photos
-from bench.results import atomic_save_npy
 
 VERSION = 1
 

@@ -25,8 +25,9 @@ from PIL import Image, ImageDraw
 from pydantic import Field
 
 from bench.core.errors import BenchError, MissingDependencyError
+from bench.core.options import StrictOptions
 from bench.datasets import register
-from bench.datasets.base import Dataset, ItemData, StrictOptions
+from bench.datasets.base import Dataset, ItemData
 from bench.datasets.images import describe, folder_items
 from bench.datasets.prepare.attacks import ATTACK_NAMES, get_attack, save_png, write_attacks
 

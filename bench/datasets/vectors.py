@@ -18,8 +18,8 @@ from pydantic import Field, model_validator
 
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
+from bench.core.options import StrictOptions
 from bench.datasets import Dataset, VectorData, register
-from bench.datasets.base import StrictOptions
 from bench.datasets.formats import read_ann_hdf5, read_vectors
 
 #: bytes read per block when scanning (possibly memory-mapped) data for NaN / zero rows

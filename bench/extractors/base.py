@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.datasets.base import Item, StrictOptions
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 
 
 class Extractor(ABC):
@@ -59,3 +61,22 @@ class Extractor(ABC):
         where positions index into ``items`` and skipped lists (position, reason).
         Return False to let the store use its default pipeline."""
         return False
+
+
+def decode(item: Item, modality: str) -> Any:
+    """The object an extractor's ``extract`` receives for one item."""
+    if modality == "image":
+        from PIL import Image
+
+        if item.path is None:
+            raise ValueError("item has no path")
+        with Image.open(item.path) as im:
+            im.load()  # forces a full decode: truncated files fail here, not later
+            return im.convert("RGB")
+    if modality == "text":
+        if item.text is not None:
+            return item.text
+        if item.path is None:
+            raise ValueError("item has neither text nor path")
+        return Path(item.path).read_text(encoding="utf-8")
+    raise ValueError(f"the feature store cannot decode {modality} items")

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from bench.datasets.base import StrictOptions
+from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
 

@@ -27,7 +27,8 @@ import numpy as np
 from pydantic import Field
 
 from bench.core.errors import BenchError, MissingDependencyError
-from bench.datasets.base import Item, StrictOptions
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
 

@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import Field
 
 from bench.core.errors import BenchError, MissingDependencyError
-from bench.datasets.base import Item, StrictOptions
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
 
@@ -54,7 +55,7 @@ def _model_files(folder: Path) -> list[list[Any]]:
 
 def _texts(items: Sequence[Item], start: int, stop: int,
            ) -> tuple[list[int], list[str], list[tuple[int, str]]]:
-    from bench.features.store import decode
+    from bench.extractors.base import decode
 
     kept, texts, skipped = [], [], []
     for pos in range(start, stop):

@@ -10,7 +10,6 @@ a pickle. Exact ground truth and its float64 distances travel with the set.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,12 @@ from typing import Any
 import numpy as np
 
 from bench.core.errors import BenchError
+from bench.core.files import atomic_save_npy
 from bench.core.fingerprint import fingerprint_array, fingerprint_obj
-from bench.datasets.base import Item, ItemData, VectorData
-from bench.results import atomic_save_npy
+from bench.core.items import Item
+from bench.datasets.base import ItemData, VectorData
 
 BLOCK_ROWS = 65536
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("BENCH_CACHE", ".cache/featbench"))
 
 
 @dataclass

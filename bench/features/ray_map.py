@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
-from bench.datasets.base import Item
+from bench.core.items import Item
 from bench.extractors.base import Extractor
 from bench.features import store
 
@@ -81,7 +81,7 @@ def extract_features_ray(
     dataset_fingerprint: str, shards: int | None = None, progress: bool = True,
 ) -> store.ExtractedFeatures:
     """Features of ``items`` computed by Ray tasks, cached and resumable per shard."""
-    from bench.run.executors.ray_executor import ensure_ray
+    from bench.core.cluster import ensure_ray
 
     width, dtype = store._output_spec(extractor)
     entry = entry_path(extractor, items, cache_dir, dataset_fingerprint)

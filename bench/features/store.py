@@ -32,8 +32,8 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
-from bench.datasets.base import Item
-from bench.extractors.base import Extractor
+from bench.core.items import Item
+from bench.extractors.base import Extractor, decode
 
 logger = logging.getLogger(__name__)
 
@@ -78,25 +78,6 @@ def _output_spec(extractor: Extractor) -> tuple[int, np.dtype]:
 
 
 # --- decoding and the default worker pipeline ------------------------------------------
-
-def decode(item: Item, modality: str) -> Any:
-    """The object an extractor's ``extract`` receives for one item."""
-    if modality == "image":
-        from PIL import Image
-
-        if item.path is None:
-            raise ValueError("item has no path")
-        with Image.open(item.path) as im:
-            im.load()  # forces a full decode: truncated files fail here, not later
-            return im.convert("RGB")
-    if modality == "text":
-        if item.text is not None:
-            return item.text
-        if item.path is None:
-            raise ValueError("item has neither text nor path")
-        return Path(item.path).read_text(encoding="utf-8")
-    raise ValueError(f"the feature store cannot decode {modality} items")
-
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".replace("\n", " ")
@@ -241,7 +222,7 @@ def _read_chunks(folder: Path) -> tuple[list[Path], set[int]]:
 
 def _assemble(entry: Path, chunks: list[Path], items: Sequence[Item], width: int,
               dtype: np.dtype) -> None:
-    from bench.results import atomic_save_npy, atomic_write_json
+    from bench.core.files import atomic_save_npy, atomic_write_json
 
     entry.mkdir(parents=True, exist_ok=True)
     kept_parts, skipped = [], []

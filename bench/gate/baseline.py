@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
-from bench.results import atomic_write_bytes, load_results, now_iso
+from bench.core.files import atomic_write_bytes
+from bench.results import load_results, now_iso
 
 BASELINE_FORMAT = "featbench-baseline"
 

@@ -480,7 +480,7 @@ def load_or_compute_ground_truth(
     damaged or tampered cache) is removed and recomputed, with ``warn``; a freshly
     computed one that fails it raises, since then the data or the metric is wrong.
     """
-    from bench.results import atomic_save_npy
+    from bench.core.files import atomic_save_npy
 
     metric = canonical_metric(metric)
     cache_dir = Path(cache_dir)

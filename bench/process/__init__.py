@@ -8,11 +8,12 @@ experiments, and report.html tying them together.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from rich.console import Console
 
+from bench.core.files import atomic_write_bytes
+from bench.core.paths import plots_root
 from bench.process.compat import load_for_processing
 from bench.process.frame import ok_runs, runs_frame, score_label
 from bench.process.galleries import SELECT_MODES, GalleryOptions, gallery_outputs
@@ -23,7 +24,7 @@ from bench.process.report import write_report
 from bench.process.style import series_colors
 from bench.process.sweeps import build_cost, sweep_plots
 from bench.process.tables import best_qps, report_view, write_best_qps
-from bench.results import atomic_write_bytes
+from bench.run.kinds import kind_of
 
 __all__ = ["SELECT_MODES", "GalleryOptions", "plots_dir", "process_results"]
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def plots_dir(name: str) -> Path:
-    return Path(os.environ.get("BENCH_PLOTS", "plots")) / name
+    return plots_root() / name
 
 
 def _warn(console: Console | None, message: str) -> None:
@@ -58,10 +59,9 @@ def process_results(
     results = load_for_processing(spec)
     name = results.get("name") or Path(results["_path"]).parent.name
     out_dir = plots_dir(name)
-    if (results.get("experiment") or {}).get("kind") == "clustering":
-        from bench.clustering.plots import clustering_plots
-
-        return clustering_plots(results, out_dir, svg)
+    kind = kind_of(results)
+    if kind is not None:
+        return kind.figures(results, out_dir, svg)
     df = runs_frame(results)
     raw = {r["id"]: r for r in results.get("runs", [])}
     written: list[Path] = []

@@ -20,7 +20,7 @@ from bench.core.errors import BenchError
 
 
 def _prepared(desc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    from bench.features.prepare import cache_root
+    from bench.core.paths import cache_root
 
     fp = desc.get("fingerprint")
     if not fp:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.core.files import atomic_write_bytes
 from bench.process.style import legend_outside, plt, save
-from bench.results import atomic_write_bytes
 
 #: more rows than this and the heatmap keeps the best query setting of each build
 MAX_ROWS = 24

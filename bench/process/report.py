@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.files import atomic_write_bytes
 from bench.process.frame import param_text
 from bench.process.galleries import GallerySet
-from bench.results import atomic_write_bytes, now_iso
+from bench.results import now_iso
 
 #: (file-name pattern, section, caption); the first match describes a figure
 FIGURES: list[tuple[str, str, str]] = [

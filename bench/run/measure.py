@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import psutil
+
+from bench.core.memory import peak_rss_bytes, uss_bytes  # noqa: F401 - re-exported
 
 PACKAGES = (
     "featbench", "numpy", "faiss-cpu", "hnswlib", "annoy", "scikit-learn", "torch",
@@ -101,19 +102,6 @@ def time_search(
     assert best is not None
     best.repeats_s = repeats
     return best
-
-
-def uss_bytes() -> int:
-    """Unique set size: memory that would be freed if this process exited."""
-    try:
-        return int(psutil.Process().memory_full_info().uss)
-    except (psutil.AccessDenied, AttributeError):  # pragma: no cover - platform dependent
-        return int(psutil.Process().memory_info().rss)
-
-
-def peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if platform.system() == "Darwin" else peak * 1024)
 
 
 def cpu_model() -> str:

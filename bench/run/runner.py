@@ -20,18 +20,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.config.experiment import BuildPoint, LoadedExperiment, load_experiment
 from bench.core.errors import BenchError
+from bench.core.files import atomic_save_npy, atomic_write_json
 from bench.core.fingerprint import fingerprint_obj
+from bench.core.paths import cache_root
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
-from bench.features.prepare import FeatureSet, cache_root, extract_item_features, prepare_vectors
+from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
 from bench.groundtruth.exact import (
     exact_distances,
     exact_knn,
     ground_truth_problem,
     load_or_compute_ground_truth,
 )
-from bench.results import ResultsFile, atomic_save_npy, atomic_write_json, now_iso, run_key
+from bench.results import ResultsFile, now_iso, run_key
 from bench.run.executors.task import BuildTask, Failure, PointResult, QueryPoint
+from bench.run.kinds import kind_of
 from bench.run.measure import environment
 from bench.scoring.judges import Judge, knn_scores, make_judge
 from bench.scoring.metrics import tie_aware_recall
@@ -342,10 +345,9 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     loaded = load_experiment(spec)
     exp = loaded.experiment
     sets, dataset_description = load_feature_sets(loaded, console, options)
-    if exp.kind == "clustering":
-        from bench.clustering import run_clustering
-
-        return run_clustering(loaded, sets, dataset_description, options, console)
+    kind = kind_of({"kind": exp.kind})
+    if kind is not None:
+        return kind.run(loaded, sets, dataset_description, options, console)
     gt_threads = max(1, os.cpu_count() or 1)
     for fs in sets:
         attach_ground_truth(fs, exp.ks, gt_threads, console, options.progress, seed=exp.seed,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bench.core.errors import BenchError
-from bench.datasets.base import Item
+from bench.core.items import Item
 from bench.scoring.metrics import check_no_duplicates, compact_rows, dedupe_ranking
 
 KINDS = ("identity", "labels", "groups")

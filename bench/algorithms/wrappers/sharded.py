@@ -48,7 +48,7 @@ class _Shard:
     def build(self, data: np.ndarray) -> int | None:
         from threadpoolctl import threadpool_limits
 
-        from bench.run.measure import uss_bytes
+        from bench.core.memory import uss_bytes
 
         before = uss_bytes()
         with threadpool_limits(limits=self.threads):
@@ -157,7 +157,7 @@ class ShardedBackend(Backend):
             self._shards = [_Shard(self.backend, self.metric, self.dim, self.params,
                                    self.threads) for _ in range(self.n_shards)]
             return
-        from bench.run.executors.ray_executor import ensure_ray
+        from bench.core.cluster import ensure_ray
 
         ray = ensure_ray()
         # no CPU reservation: the node's bench_slot already reserves the machine, and

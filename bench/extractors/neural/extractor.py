@@ -19,7 +19,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from bench.core.errors import BenchError, MissingDependencyError
-from bench.datasets.base import Item, StrictOptions
+from bench.core.items import Item
+from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
 from bench.extractors.neural.models import MODELS, ModelSpec
