@@ -1,6 +1,7 @@
-"""Hostile inputs and faults: each case asserts one clear line, the exit code, and that
-nothing outside the configured roots was touched. The next hostile case is one more
-entry here."""
+"""Hostile ground truth: a wrong neighbour table must fail, never inflate recall.
+
+Each case asserts one clear line, the exit code, and that nothing outside the
+configured roots was touched (see README.md beside this file)."""
 
 from __future__ import annotations
 
