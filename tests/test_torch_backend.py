@@ -127,3 +127,28 @@ def test_gpu_ground_truth_equals_the_cpu_path(metric):
     _, gt_ids = exact_knn(db, q, 10, metric, threads=1)
     _, ids = exact_knn_device(db, q, 10, metric, device="cuda")
     np.testing.assert_array_equal(ids, gt_ids)
+
+
+def test_experiment_ground_truth_on_a_torch_device(write_experiment, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from conftest import small_experiment
+
+    from bench.cli import cli
+
+    spec = small_experiment(ground_truth={"device": "auto"},
+                            algorithms=[{"algorithm": "torch"},
+                                        {"algorithm": "faiss", "build": {"factory": "Flat"}}])
+    result = CliRunner().invoke(cli, ["run", "--no-progress", str(write_experiment(spec))])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "results" / "small" / "results.json").read_text())
+    assert data["experiment"]["ground_truth"] == {"reuse": "auto", "device": "auto"}
+    assert [r["recall"] for r in data["runs"]] == [1.0, 1.0]
+    if not torch.cuda.is_available():
+        spec["ground_truth"] = {"device": "cuda"}
+        spec["name"] = "small-cuda"
+        spec["dataset"] = {**spec["dataset"], "n": 1999}  # not in the ground-truth cache
+        result = CliRunner().invoke(cli, ["run", "--no-progress", str(write_experiment(spec))])
+        assert result.exit_code == 2
+        assert "no CUDA GPU" in result.output and "Traceback" not in result.output

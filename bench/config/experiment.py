@@ -57,6 +57,19 @@ class AlgorithmGroup(_Strict):
     memory_limit_gb: float | None = None
 
 
+class GroundTruthOptions(BaseModel):
+    """How exact neighbours are obtained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: auto: reuse the dataset's own neighbours when it has them (checked); recompute:
+    #: always compute exact neighbours (the fix for a wrong neighbours file)
+    reuse: Literal["auto", "recompute"] = "auto"
+    #: where the candidate search runs: cpu (numpy), or a torch device (cuda, cuda:1,
+    #: auto = cuda when present); always re-scored in float64 on the host
+    device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:\d+)?)$")
+
+
 class Experiment(_Strict):
     name: str
     #: search (index benchmarks) or clustering (how well features group identities)
@@ -80,9 +93,14 @@ class Experiment(_Strict):
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: int | None = Field(None, ge=1)
-    #: auto: reuse the dataset's own neighbours when it has them (checked); recompute:
-    #: always compute exact neighbours (the fix for a wrong neighbours file)
-    ground_truth: Literal["auto", "recompute"] = "auto"
+    #: ``auto`` / ``recompute`` (shorthand for ``{reuse: ...}``) or a mapping
+    #: ``{reuse, device}``: see GroundTruthOptions
+    ground_truth: GroundTruthOptions = Field(default_factory=lambda: GroundTruthOptions())
+
+    @field_validator("ground_truth", mode="before")
+    @classmethod
+    def _ground_truth_shorthand(cls, value: Any) -> Any:
+        return {"reuse": value} if isinstance(value, str) else value
     algorithms: list[AlgorithmGroup] = Field(default_factory=list)
     #: tolerances of ``bench compare`` for this experiment (defaults in bench.gate.compare)
     compare: Tolerances | None = None

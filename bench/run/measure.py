@@ -154,6 +154,23 @@ def blas_info() -> list[dict[str, Any]]:
         return []
 
 
+def gpu_info() -> list[dict[str, str]]:
+    """Model, driver and memory of each NVIDIA GPU (nvidia-smi; empty without one).
+
+    Asked of nvidia-smi rather than torch so recording the environment never imports
+    torch or initialises CUDA in the driver."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+             "--format=csv,noheader"], capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    keys = ("name", "driver", "memory")
+    return [dict(zip(keys, (f.strip() for f in line.split(",")), strict=False))
+            for line in out.splitlines() if line.strip()]
+
+
 def environment(threads: int) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -164,6 +181,7 @@ def environment(threads: int) -> dict[str, Any]:
         "threads": threads,
         "packages": package_versions(),
         "blas": blas_info(),
+        "gpus": gpu_info(),
         "git_commit": git_commit(Path(__file__).resolve().parent),
         "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS")
                 if k in os.environ},

@@ -118,7 +118,8 @@ def load_feature_sets(
 
 
 def attach_ground_truth(fs: FeatureSet, ks: list[int], threads: int, console: Console,
-                        progress: bool, seed: int = 0, recompute: bool = False) -> None:
+                        progress: bool, seed: int = 0, recompute: bool = False,
+                        device: str = "cpu") -> None:
     """Exact neighbours for every query, checked before anything is scored against them.
 
     The dataset's own neighbours are used unless ``recompute``; if they fail the check
@@ -156,6 +157,10 @@ def attach_ground_truth(fs: FeatureSet, ks: list[int], threads: int, console: Co
             task = bar.add_task(f"ground truth k={kmax}", total=len(fs.queries))
 
             def compute() -> tuple[np.ndarray, np.ndarray]:
+                if device != "cpu":
+                    from bench.groundtruth.torch_knn import exact_knn_device
+
+                    return exact_knn_device(fs.database, fs.queries, kmax, fs.metric, device)
                 return exact_knn(fs.database, fs.queries, kmax, fs.metric, threads=threads,
                                  progress=lambda done, total: bar.update(task, completed=done))
 
@@ -351,7 +356,8 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     gt_threads = max(1, os.cpu_count() or 1)
     for fs in sets:
         attach_ground_truth(fs, exp.ks, gt_threads, console, options.progress, seed=exp.seed,
-                            recompute=exp.ground_truth == "recompute")
+                            recompute=exp.ground_truth.reuse == "recompute",
+                            device=exp.ground_truth.device)
     dataset_description["feature_sets"] = {
         fs.extractor or "vectors": {**fs.description, "skipped": fs.skipped} for fs in sets
     }
