@@ -152,3 +152,15 @@ def test_experiment_ground_truth_on_a_torch_device(write_experiment, tmp_path):
         result = CliRunner().invoke(cli, ["run", "--no-progress", str(write_experiment(spec))])
         assert result.exit_code == 2
         assert "no CUDA GPU" in result.output and "Traceback" not in result.output
+
+
+def test_faiss_on_cuda_is_refused_in_one_line_without_gpu_support():
+    import faiss
+
+    from bench.algorithms.faiss_backend import FaissBackend
+
+    if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+        pytest.skip("this faiss has GPUs: the refusal does not apply")
+    with pytest.raises(BenchError, match="faiss-gpu-cu12"):
+        FaissBackend("euclidean", 8, factory="Flat", device="cuda")
+    assert FaissBackend("euclidean", 8, factory="Flat", device="auto").device == "auto"

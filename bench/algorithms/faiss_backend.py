@@ -38,6 +38,9 @@ class FaissBackend(Backend):
         factory: str = "Flat",
         train_size: int | None = None,
         seed: int = 42,
+        device: str = "cpu",
+        gpus: int | None = None,
+        shard: bool = False,
     ) -> None:
         super().__init__(metric, dim)
         import faiss
@@ -52,6 +55,9 @@ class FaissBackend(Backend):
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else str(exc)
             raise BenchError(f"faiss: invalid index_factory string {factory!r}: {first}") from None
         self.exact = factory.strip() in ("Flat", "IDMap,Flat")
+        self.device = device
+        if device != "cpu":
+            self.index = _to_gpus(faiss, self.index, device, gpus, shard)
         self._params = faiss.ParameterSpace()
 
     def set_threads(self, threads: int) -> None:
@@ -106,4 +112,32 @@ class FaissBackend(Backend):
     def index_bytes(self) -> int | None:
         import faiss
 
-        return int(faiss.serialize_index(self.index).nbytes)
+        index = faiss.index_gpu_to_cpu(self.index) if self.device != "cpu" else self.index
+        return int(faiss.serialize_index(index).nbytes)
+
+
+def _to_gpus(faiss: Any, index: Any, device: str, gpus: int | None, shard: bool) -> Any:
+    """The index cloned onto GPUs: ``device: cuda`` (all GPUs, or ``gpus`` of them),
+    replicated by default or split by rows with ``shard: true``; ``cuda:N`` one GPU.
+
+    Refused in one line when the installed faiss has no GPU support (faiss-cpu, the
+    default; the ``[gpu]`` extra documents faiss-gpu-cu12) or sees no GPU."""
+    available = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if device not in ("cuda", "auto") and not device.startswith("cuda:"):
+        raise BenchError(f"faiss: device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if available == 0:
+        if device == "auto":
+            return index
+        raise BenchError(
+            "faiss: device cuda needs a faiss build with GPU support that sees a GPU "
+            "(pip install faiss-gpu-cu12 in place of faiss-cpu: the [gpu] extra); "
+            f"this faiss {faiss.__version__} sees {available} GPUs"
+        )
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard = shard
+    if device.startswith("cuda:"):
+        gpu = int(device.split(":", 1)[1])
+        if gpu >= available:
+            raise BenchError(f"faiss: {device} requested but faiss sees {available} GPUs")
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, index)
+    return faiss.index_cpu_to_all_gpus(index, co=options, ngpu=gpus or available)
