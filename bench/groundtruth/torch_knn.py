@@ -9,6 +9,7 @@ candidates come first.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _tensor(array: np.ndarray) -> Any:
+    """A tensor over ``array`` without a copy. Read-only memmaps are fine: the tensors
+    made here are only read (or copied into device memory), never written."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 class DeviceIndex:
     """A database on a torch device, searched exactly by blocked products and top-k.
 
@@ -47,7 +58,7 @@ class DeviceIndex:
         self.norms: Any = None
         self.table: Any = None
         if metric == "hamming":
-            self.data = torch.from_numpy(np.ascontiguousarray(data)).to(device)
+            self.data = _tensor(np.ascontiguousarray(data)).to(device)
             self.table = torch.tensor([bin(i).count("1") for i in range(256)],
                                       dtype=torch.int32, device=device)
             return
@@ -56,8 +67,7 @@ class DeviceIndex:
                           device=device)
         step = max(1, BLOCK_ELEMENTS // max(1, data.shape[1]))
         for lo in range(0, len(data), step):
-            block = torch.from_numpy(np.ascontiguousarray(data[lo: lo + step],
-                                                          dtype=np.float32))
+            block = _tensor(np.ascontiguousarray(data[lo: lo + step], dtype=np.float32))
             out[lo: lo + step] = block.to(device, dtype=out.dtype)
         self.data = out
         if metric == "euclidean":
@@ -90,11 +100,11 @@ class DeviceIndex:
         n = len(self.data)
         kk = min(k, n)
         if self.metric == "hamming":
-            q_all = torch.from_numpy(np.ascontiguousarray(queries)).to(self.device)
+            q_all = _tensor(np.ascontiguousarray(queries)).to(self.device)
             db_step = min(n, 4096)
             rows = max(1, HAMMING_BLOCK_BYTES // (max(1, self.data.shape[1]) * db_step))
         else:
-            q_all = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(
+            q_all = _tensor(np.ascontiguousarray(queries, dtype=np.float32)).to(
                 self.device, dtype=self.data.dtype)
             rows = max(1, min(len(queries), 1024))
             db_step = max(kk, BLOCK_ELEMENTS // rows)
