@@ -9,12 +9,15 @@ as ``<file>: clustering.<key>: <what was expected>``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from bench.config.experiment import LoadedExperiment
 from bench.core.errors import BenchError
+from bench.core.options import StrictInt, StrictOptions
+
+if TYPE_CHECKING:  # the experiment model types its clustering section with this module
+    from bench.config.experiment import LoadedExperiment
 
 ClusterMetric = Literal["euclidean", "cosine", "hamming"]
 Linkage = Literal["single", "complete", "average", "centroid", "ward"]
@@ -22,7 +25,7 @@ LINKAGES: tuple[str, ...] = ("single", "complete", "average", "centroid", "ward"
 #: linkages whose Lance-Williams update is only meaningful for euclidean distances
 EUCLIDEAN_ONLY = ("centroid", "ward")
 #: ``n_clusters: identities`` cuts at the true number of identity groups
-NClusters = Annotated[int, Field(ge=1)] | Literal["identities"]
+NClusters = Annotated[StrictInt, Field(ge=1)] | Literal["identities"]
 
 #: which clustering metrics each kind of prepared feature set supports
 _METRICS_FOR = {
@@ -33,15 +36,11 @@ _METRICS_FOR = {
 _DEFAULT_METRIC = {"hamming": "hamming", "euclidean": "euclidean", "angular": "cosine"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-class _Entry(_Strict):
+class _Entry(StrictOptions):
     name: str | None = None
     #: one metric or a list; default: clustering.metrics
     metric: ClusterMetric | list[ClusterMetric] | None = None
@@ -60,28 +59,28 @@ class HierarchicalEntry(_Entry):
 class DbscanEntry(_Entry):
     algorithm: Literal["dbscan"]
     eps: Annotated[float, Field(gt=0)] | list[Annotated[float, Field(gt=0)]]
-    min_samples: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] = 2
+    min_samples: Annotated[StrictInt, Field(ge=1)] | list[Annotated[StrictInt, Field(ge=1)]] = 2
 
 
 class KMeansEntry(_Entry):
     algorithm: Literal["kmeans"]
     n_clusters: NClusters | list[NClusters]
-    n_init: int = Field(4, ge=1)
-    max_iter: int = Field(300, ge=1)
+    n_init: StrictInt = Field(4, ge=1)
+    max_iter: StrictInt = Field(300, ge=1)
 
 
 AlgorithmEntry = Annotated[HierarchicalEntry | DbscanEntry | KMeansEntry,
                            Field(discriminator="algorithm")]
 
 
-class GridOptions(_Strict):
+class GridOptions(StrictOptions):
     """Image grids drawn by ``bench process``: the largest clusters of the best runs."""
 
-    clusters: int = Field(8, ge=0, description="clusters drawn per run (largest first)")
-    members: int = Field(6, ge=1, le=20, description="tiles per row")
+    clusters: StrictInt = Field(8, ge=0, description="clusters drawn per run (largest first)")
+    members: StrictInt = Field(6, ge=1, le=20, description="tiles per row")
 
 
-class ClusteringOptions(_Strict):
+class ClusteringOptions(StrictOptions):
     #: default metrics of entries that name none; default: the experiment's metric
     metrics: list[ClusterMetric] | None = None
     #: dense path only when the condensed matrix (and linkage's working copy) fits
@@ -91,7 +90,7 @@ class ClusteringOptions(_Strict):
     #: cluster diameter = this quantile of the intra-cluster distances (1.0 = maximum)
     diameter_quantile: float = Field(0.95, gt=0, le=1)
     #: larger clusters estimate the diameter from this many seeded random pairs
-    max_pairs: int = Field(200_000, ge=100)
+    max_pairs: StrictInt = Field(200_000, ge=100)
     #: NMI normalisation; with "arithmetic" NMI equals the V-measure, already reported
     nmi_average: Literal["arithmetic", "geometric", "min", "max"] = "geometric"
     #: leave out items whose identity occurs once (e.g. distractors without copies)
@@ -136,25 +135,14 @@ class PlannedRun:
         return {"n_clusters": self.n_clusters}
 
 
-def _error_text(source: Any, exc: ValidationError) -> str:
-    # an unknown key first: "epz: unknown key" explains the "eps: Field required" beside it
-    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-    # a discriminated union adds the tag (e.g. "dbscan") to the location; users never wrote it
-    loc = [str(p) for p in err["loc"] if p not in ("hierarchical", "dbscan", "kmeans")]
-    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    where = ".".join(["clustering", *loc])
-    return f"{source}: {where}: {msg}{more}"
-
-
 def parse_clustering(loaded: LoadedExperiment) -> ClusteringOptions:
-    """Validate ``clustering:`` against the experiment (metric compatibility included)."""
+    """Check the typed ``clustering:`` section against the experiment's metric (the
+    section itself was validated with the experiment, at load)."""
     exp = loaded.experiment
     src = loaded.source
-    try:
-        options = ClusteringOptions.model_validate(exp.clustering or {})
-    except ValidationError as exc:
-        raise BenchError(_error_text(src, exc)) from None
+    if exp.clustering is None:
+        raise BenchError(f"{src}: clustering: a clustering experiment needs this section")
+    options = exp.clustering
     if exp.metric not in _METRICS_FOR:
         raise BenchError(f"{src}: metric: clustering needs a distance: euclidean, angular "
                          f"(cosine) or hamming, got {exp.metric!r}")

@@ -25,14 +25,13 @@ from pydantic import (
     model_validator,
 )
 
+from bench.config.clustering import ClusteringOptions
 from bench.config.compare import Tolerances
+from bench.config.sections import QuerySample, RelevanceOptions
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from bench.core.options import StrictInt, StrictOptions, format_validation_error
 
 
 class NamedSection(BaseModel):
@@ -45,7 +44,7 @@ class NamedSection(BaseModel):
         return dict(self.model_extra or {})
 
 
-class AlgorithmGroup(_Strict):
+class AlgorithmGroup(StrictOptions):
     """One run group: every combination of ``build`` values is one build; every
     combination of ``query`` values is measured on each build."""
 
@@ -53,14 +52,13 @@ class AlgorithmGroup(_Strict):
     name: str | None = None
     build: dict[str, Any] = Field(default_factory=dict)
     query: dict[str, Any] = Field(default_factory=dict)
-    timeout: float | None = None  # overrides the experiment's timeout for this group
-    memory_limit_gb: float | None = None
+    #: override the experiment's limits for this group
+    timeout: float | None = Field(None, gt=0)
+    memory_limit_gb: float | None = Field(None, gt=0)
 
 
-class GroundTruthOptions(BaseModel):
+class GroundTruthOptions(StrictOptions):
     """How exact neighbours are obtained."""
-
-    model_config = ConfigDict(extra="forbid")
 
     #: auto: reuse the dataset's own neighbours when it has them (checked); recompute:
     #: always compute exact neighbours (the fix for a wrong neighbours file)
@@ -70,29 +68,28 @@ class GroundTruthOptions(BaseModel):
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:\d+)?)$")
 
 
-class Experiment(_Strict):
+class Experiment(StrictOptions):
     name: str
     #: search (index benchmarks) or clustering (how well features group identities)
     kind: Literal["search", "clustering"] = "search"
-    #: options of a clustering experiment, validated by bench.clustering
-    clustering: dict[str, Any] | None = None
+    #: options of a clustering experiment (metric compatibility: parse_clustering)
+    clustering: ClusteringOptions | None = None
     description: str = ""
-    seed: int = 42
+    seed: StrictInt = 42
     dataset: NamedSection
     extractor: NamedSection | list[NamedSection] | None = None
     metric: str
-    k: int | list[int] = 10
-    #: knn | identity, or a mapping with a ``mode`` key and mode options; validated by
-    #: bench.scoring.judges.make_judge so relevance modes can grow without touching this model
-    relevance: str | dict[str, Any] = "knn"
+    k: StrictInt | list[StrictInt] = 10
+    #: knn | identity | labels | groups, or a mapping with a ``mode`` key and mode options
+    relevance: RelevanceOptions = Field(default_factory=lambda: RelevanceOptions(mode="knn"))
     #: {size, repeats, seed, replace}: metrics as mean and std over query sub-samples
-    query_sample: dict[str, Any] | None = None
+    query_sample: QuerySample | None = None
     mode: Literal["batch", "single"] = "batch"
-    threads: int = Field(1, ge=1)
-    runs: int = Field(3, ge=1)
+    threads: StrictInt = Field(1, ge=1)
+    runs: StrictInt = Field(3, ge=1)
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
-    max_queries: int | None = Field(None, ge=1)
+    max_queries: StrictInt | None = Field(None, ge=1)
     #: ``auto`` / ``recompute`` (shorthand for ``{reuse: ...}``) or a mapping
     #: ``{reuse, device}``: see GroundTruthOptions
     ground_truth: GroundTruthOptions = Field(default_factory=lambda: GroundTruthOptions())
@@ -132,6 +129,9 @@ class Experiment(_Strict):
             raise ValueError("a search experiment needs at least one entry under algorithms")
         if self.kind == "clustering" and self.clustering is None:
             raise ValueError("a clustering experiment needs a clustering section")
+        if self.query_sample is not None and self.query_sample.seed is None:
+            # one seed for every random choice unless the section names its own
+            self.query_sample = self.query_sample.model_copy(update={"seed": self.seed})
         return self
 
     @field_validator("metric")
@@ -222,16 +222,6 @@ def resolve_experiment_path(spec: str) -> Path:
     )
 
 
-def _format_validation_error(source: Path, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {loc}: {msg}{more}"
-
-
 def _expand_env(text: str) -> str:
     """Expand ${VAR} references (e.g. ${BENCH_DATA}); an unset variable is an error."""
     import re
@@ -258,7 +248,7 @@ def load_experiment(spec: str | Path) -> LoadedExperiment:
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as exc:
-        raise BenchError(_format_validation_error(source, exc)) from None
+        raise BenchError(format_validation_error(source, exc, raw=raw)) from None
     loaded = LoadedExperiment(experiment=experiment, source=source.resolve())
     loaded.builds = _expand_builds(loaded)
     _check_names(loaded)
@@ -335,34 +325,18 @@ def _check_names(loaded: LoadedExperiment) -> None:
     except BenchError as exc:
         raise BenchError(f"{src}: dataset.name: {exc}") from None
     try:
-        dcls.Options.model_validate(exp.dataset.options())
+        raw_dataset = exp.dataset.options()
+        dcls.Options.model_validate(raw_dataset)
     except ValidationError as exc:
-        raise BenchError(_format_validation_error(src, _prefixed(exc, "dataset"))) from None
+        raise BenchError(format_validation_error(src, exc, "dataset", raw_dataset)) from None
     for i, section in enumerate(exp.extractors):
         where = f"extractor.{i}" if isinstance(exp.extractor, list) else "extractor"
         try:
             ecls = extractors.get(section.name)
         except BenchError as exc:
             raise BenchError(f"{src}: {where}.name: {exc}") from None
+        raw_options = section.options()
         try:
-            ecls.Options.model_validate(section.options())
+            ecls.Options.model_validate(raw_options)
         except ValidationError as exc:
-            raise BenchError(_format_validation_error(src, _prefixed(exc, where))) from None
-
-
-class _PrefixedError:
-    def __init__(self, exc: ValidationError, prefix: str) -> None:
-        self._exc = exc
-        self._prefix = prefix
-
-    def errors(self) -> list[dict[str, Any]]:
-        out = []
-        for err in self._exc.errors():
-            err = dict(err)
-            err["loc"] = (self._prefix, *err["loc"])
-            out.append(err)
-        return out
-
-
-def _prefixed(exc: ValidationError, prefix: str) -> Any:
-    return _PrefixedError(exc, prefix)
+            raise BenchError(format_validation_error(src, exc, where, raw_options)) from None

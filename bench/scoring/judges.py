@@ -5,9 +5,9 @@ backend's own distance convention (squared or not, similarity or distance)
 can never change its recall.
 
 Relevance (identity / labels / groups) is judged by ``RelevanceJudge`` on top of
-``bench.scoring.relevance`` and ``bench.scoring.metrics``. The experiment's ``relevance`` is a
-mode name or a mapping (``RelevanceOptions``); ``query_sample`` turns every mean
-into a mean and a standard deviation over seeded query sub-samples.
+``bench.scoring.relevance`` and ``bench.scoring.metrics``. The experiment's ``relevance`` and
+``query_sample`` sections are typed in bench.config.sections and validated at load;
+``query_sample`` turns every mean into a mean and a std over seeded query sub-samples.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.config.sections import QuerySample, RelevanceOptions
 from bench.core.errors import BenchError
 from bench.groundtruth.exact import exact_distances
 from bench.scoring.metrics import (
@@ -63,76 +63,10 @@ class Judge(Protocol):
     def scores(self, ids: np.ndarray, k: int) -> dict[str, Any]: ...
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RelevanceOptions(_Strict):
-    """The ``relevance:`` mapping of an experiment (a bare string sets only ``mode``)."""
-
-    mode: Literal["knn", "identity", "labels", "groups"]
-    #: labels: compare labels, the caption (Item.text, exact), or both
-    match: Literal["labels", "text", "both"] = "labels"
-    #: groups: JSON {query id: [database ids]} or CSV/TSV rows "query id, database id";
-    #: without it, each query's attrs["relevant"] list
-    file: str | None = None
-    #: drop each query's attrs["source"] database item from its ranking and its relevant set
-    exclude_source: bool = False
-    #: keep only the first item of each identity / caption in a ranking, before the cut-off
-    dedupe: bool = False
-    #: cut-offs to report (default: the experiment's k values up to the run's k); ask the
-    #: backend for more (k) than the largest cut-off when exclusion or dedupe shortens rankings
-    at: list[int] | None = None
-    #: AP over the first map_cutoff ranks (default: the largest cut-off)
-    map_cutoff: int | None = Field(None, ge=1)
-    ap_denominator: Literal["n_relevant", "min"] = "n_relevant"
-    #: query attrs to break hit rate and recall down by (default: attack, family, category)
-    by: list[str] | None = None
-    #: at most this many points of the PR curve in the record (evenly spaced ranks)
-    pr_points: int = Field(100, ge=2)
-
-
-_T = TypeVar("_T", bound=BaseModel)
-
-
-class QuerySample(_Strict):
-    """``query_sample:``: metrics as mean and std over ``repeats`` sub-samples of queries."""
-
-    size: int = Field(ge=1)
-    repeats: int = Field(1, ge=1)
-    seed: int | None = None
-    replace: bool = False
-
-
-def _options(loaded: Any) -> tuple[RelevanceOptions, QuerySample | None]:
-    exp = loaded.experiment
-    raw = {"mode": exp.relevance} if isinstance(exp.relevance, str) else exp.relevance
-    opts = _validate(RelevanceOptions, raw, loaded.source, "relevance")
-    sample = (_validate(QuerySample, exp.query_sample, loaded.source, "query_sample")
-              if exp.query_sample is not None else None)
-    if opts.mode != "labels" and opts.match != "labels":
-        raise BenchError(f"{loaded.source}: relevance.match applies to mode labels only")
-    if opts.at is not None and (not opts.at or min(opts.at) < 1):
-        raise BenchError(f"{loaded.source}: relevance.at: expected a list of positive cut-offs")
-    if sample is not None and sample.seed is None:
-        sample = sample.model_copy(update={"seed": exp.seed})
-    return opts, sample
-
-
-def _validate(model: type[_T], raw: Any, source: Path, where: str) -> _T:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = "".join(f".{p}" for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise BenchError(f"{source}: {where}{loc}: {msg}") from None
-
-
 def make_judge(loaded: Any, fs: Any) -> Judge | None:
     """The judge for the experiment's ``relevance`` setting (None for plain k-NN)."""
     exp = loaded.experiment
-    opts, sample = _options(loaded)
+    opts, sample = exp.relevance, exp.query_sample
     if opts.mode == "knn":
         return None if sample is None else KnnSampleJudge(fs, sample)
     if not fs.database_items or not fs.query_items:

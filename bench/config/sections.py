@@ -1,0 +1,70 @@
+"""The ``relevance:`` and ``query_sample:`` sections of an experiment, typed.
+
+Typed here, with the rest of the experiment, so a typo (``mapp_cutoff``) fails at load,
+before the dataset and ground truth; bench.scoring.judges applies them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+
+from bench.core.options import StrictInt, StrictOptions
+
+
+class RelevanceOptions(StrictOptions):
+    """The ``relevance:`` mapping of an experiment (a bare string sets only ``mode``)."""
+
+    mode: Literal["knn", "identity", "labels", "groups"]
+    #: labels: compare labels, the caption (Item.text, exact), or both
+    match: Literal["labels", "text", "both"] = "labels"
+    #: groups: JSON {query id: [database ids]} or CSV/TSV rows "query id, database id";
+    #: without it, each query's attrs["relevant"] list
+    file: str | None = None
+    #: drop each query's attrs["source"] database item from its ranking and its relevant set
+    exclude_source: bool = False
+    #: keep only the first item of each identity / caption in a ranking, before the cut-off
+    dedupe: bool = False
+    #: cut-offs to report (default: the experiment's k values up to the run's k); ask the
+    #: backend for more (k) than the largest cut-off when exclusion or dedupe shortens rankings
+    at: list[StrictInt] | None = None
+    #: AP over the first map_cutoff ranks (default: the largest cut-off)
+    map_cutoff: StrictInt | None = Field(None, ge=1)
+    ap_denominator: Literal["n_relevant", "min"] = "n_relevant"
+    #: query attrs to break hit rate and recall down by (default: attack, family, category)
+    by: list[str] | None = None
+    #: at most this many points of the PR curve in the record (evenly spaced ranks)
+    pr_points: StrictInt = Field(100, ge=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_mode(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A section that sets only ``mode`` is recorded as the bare mode name, as
+        results.json always had it (bench process reads it that way)."""
+        data = handler(self)
+        if not (self.model_fields_set - {"mode"}):
+            return self.mode
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RelevanceOptions:
+        if self.mode != "labels" and self.match != "labels":
+            raise ValueError("relevance.match applies to mode labels only")
+        if self.at is not None and (not self.at or min(self.at) < 1):
+            raise ValueError("at: expected a list of positive cut-offs")
+        return self
+
+
+class QuerySample(StrictOptions):
+    """``query_sample:``: metrics as mean and std over ``repeats`` sub-samples of queries."""
+
+    size: StrictInt = Field(ge=1)
+    repeats: StrictInt = Field(1, ge=1)
+    #: default: the experiment's seed (filled in at load)
+    seed: StrictInt | None = None
+    replace: bool = False

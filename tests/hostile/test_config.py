@@ -1,0 +1,67 @@
+"""Hostile experiment files: a typo or a wrong value in any section fails at load,
+with the file and key path, before the dataset is read, and writes nothing.
+
+Each case is one entry of ``CASES`` (see README.md beside this file): the overrides of
+the small experiment and the text the one error line must contain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import small_experiment
+
+from bench.cli.main import cli
+
+
+def _one_error_line(result) -> str:
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("error")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+_CLUSTERING = {"kind": "clustering", "algorithms": [], "metric": "euclidean"}
+
+CASES = {
+    "relevance_typo": ({"relevance": {"mode": "knn", "mapp_cutoff": 5}},
+                       "relevance.mapp_cutoff: unknown key"),
+    "relevance_mode": ({"relevance": "identiy"}, "relevance"),
+    "relevance_match_needs_labels": ({"relevance": {"mode": "identity", "match": "text"}},
+                                     "relevance: Value error, relevance.match applies"),
+    "query_sample_typo": ({"query_sample": {"size": 10, "repeat": 3}},
+                          "query_sample.repeat: unknown key"),
+    "query_sample_size": ({"query_sample": {"size": 0}}, "query_sample.size"),
+    "clustering_typo": ({**_CLUSTERING, "clustering": {
+        "algorithms": [{"algorithm": "dbscan", "epz": 0.5}]}},
+        "clustering.algorithms.0.epz: unknown key"),
+    "clustering_top_typo": ({**_CLUSTERING, "clustering": {
+        "algorithms": [{"algorithm": "kmeans", "n_clusters": 3}], "drop_singleton": True}},
+        "clustering.drop_singleton: unknown key"),
+    "compare_typo": ({"compare": {"recall_dorp": 0.1}}, "compare.recall_dorp: unknown key"),
+    "top_level_typo": ({"metirc": "euclidean"}, "metirc: unknown key"),
+    "k_true": ({"k": True}, "k"),
+    "group_timeout_zero": ({"algorithms": [{"algorithm": "faiss", "build": {"factory": "Flat"},
+                                            "timeout": 0}]}, "algorithms.0.timeout"),
+    "group_memory_negative": ({"algorithms": [{"algorithm": "faiss",
+                                               "build": {"factory": "Flat"},
+                                               "memory_limit_gb": -1}]},
+                              "algorithms.0.memory_limit_gb"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_experiment_fails_at_load_and_writes_nothing(case, write_experiment, tmp_path):
+    overrides, expected = CASES[case]
+    exp = write_experiment(small_experiment(**overrides))
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result)
+    assert str(exp) in line and expected in line, line
+    assert _tree(tmp_path) == before  # no results folder, no cache: the dataset was never read
