@@ -10,12 +10,12 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,10 +28,15 @@ from pydantic import (
 from bench.config.clustering import ClusteringOptions
 from bench.config.compare import Tolerances
 from bench.config.sections import QuerySample, RelevanceOptions
+from bench.config.yaml_loader import load_yaml, read_text
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
 from bench.core.options import StrictInt, StrictOptions, format_validation_error
+
+#: an experiment name becomes a folder under the results and plots roots
+MAX_NAME = 100
+_SAFE_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME}}}")
 
 
 class NamedSection(BaseModel):
@@ -134,6 +139,34 @@ class Experiment(StrictOptions):
             self.query_sample = self.query_sample.model_copy(update={"seed": self.seed})
         return self
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        """The name is the results / plots folder: one path component, never a path."""
+        if not _SAFE_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError(f"expected one folder name of letters, digits and ._- (at most "
+                             f"{MAX_NAME} characters, not . or ..), got {value!r}")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _distinct_groups(cls, groups: list[AlgorithmGroup]) -> list[AlgorithmGroup]:
+        """Two groups of one name would merge their curves; an identical second group
+        would silently vanish (its runs have the first one's keys)."""
+        names: dict[str, int] = {}
+        dumps: dict[str, int] = {}
+        for gi, group in enumerate(groups):
+            dump = repr(group.model_dump(exclude={"name"}))
+            if group.name is None and dump in dumps:
+                raise ValueError(f"group {gi} repeats group {dumps[dump]} exactly")
+            dumps.setdefault(dump, gi)
+            if group.name is not None:
+                if group.name in names:
+                    raise ValueError(f"group {gi} has the name {group.name!r} of group "
+                                     f"{names[group.name]}; names must differ")
+                names[group.name] = gi
+        return groups
+
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:
@@ -224,7 +257,6 @@ def resolve_experiment_path(spec: str) -> Path:
 
 def _expand_env(text: str) -> str:
     """Expand ${VAR} references (e.g. ${BENCH_DATA}); an unset variable is an error."""
-    import re
 
     def repl(match: re.Match[str]) -> str:
         var = match.group(1)
@@ -239,10 +271,7 @@ def _expand_env(text: str) -> str:
 
 def load_experiment(spec: str | Path) -> LoadedExperiment:
     source = resolve_experiment_path(str(spec))
-    try:
-        raw = yaml.safe_load(_expand_env(source.read_text()))
-    except yaml.YAMLError as exc:
-        raise BenchError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
+    raw = load_yaml(_expand_env(read_text(source)), source)
     if not isinstance(raw, dict):
         raise BenchError(f"{source}: expected a mapping at the top level")
     try:

@@ -55,6 +55,55 @@ CASES = {
 }
 
 
+_FLAT = {"algorithm": "faiss", "build": {"factory": "Flat"}}
+CASES.update({
+    "name_traversal": ({"name": "../x"}, "name: Value error, expected one folder name"),
+    "name_absolute": ({"name": "/tmp/x"}, "name: Value error"),
+    "name_dot": ({"name": "."}, "name: Value error"),
+    "name_empty": ({"name": ""}, "name: Value error"),
+    "name_too_long": ({"name": "a" * 101}, "name: Value error"),
+    "group_same_name": ({"algorithms": [{**_FLAT, "name": "g"},
+                                        {**_FLAT, "name": "g", "build": {"factory": "IVF4,Flat"}}]},
+                        "has the name 'g' of group 0"),
+    "group_repeated": ({"algorithms": [_FLAT, dict(_FLAT)]}, "group 1 repeats group 0"),
+})
+
+
+_RAW_CASES = {
+    "duplicate_key": (b"name: small\nmetric: euclidean\nmetric: angular\n",
+                      "duplicate key 'metric'"),
+    "alias_bomb": (b"name: small\nclustering:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                   + b"".join(f"  {c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, "
+                              f"*{p}, *{p}]\n".encode()
+                              for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+                   "expands to more than"),
+    "not_utf8": (b"name: sm\xe9ll\nmetric: euclidean\n", "not UTF-8"),
+    "nul_byte": (b"name: sm\x00ll\n", "NUL bytes"),
+    "binary": (bytes(range(256)) * 4, "NUL bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_RAW_CASES))
+def test_bad_yaml_file_is_one_line(case, tmp_path):
+    data, expected = _RAW_CASES[case]
+    exp = tmp_path / "exp.yaml"
+    exp.write_bytes(data)
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result)
+    assert str(exp) in line and expected in line, line
+    assert _tree(tmp_path) == before
+
+
+def test_folder_as_experiment_is_one_line(tmp_path):
+    folder = tmp_path / "exp.yaml"
+    folder.mkdir()
+    result = CliRunner().invoke(cli, ["run", "--no-progress", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "is a folder" in _one_error_line(result)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_experiment_fails_at_load_and_writes_nothing(case, write_experiment, tmp_path):
     overrides, expected = CASES[case]
