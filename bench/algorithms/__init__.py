@@ -8,7 +8,9 @@ entry point group.
 from bench.algorithms.base import Backend
 from bench.core.registry import Registry
 
-registry: Registry[Backend] = Registry("algorithm", "bench.algorithms", __name__)
+registry: Registry[Backend] = Registry(
+    "algorithm", "bench.algorithms", __name__, base=Backend
+)
 register = registry.register
 
 __all__ = ["Backend", "register", "registry"]

@@ -321,6 +321,27 @@ def _check_names(loaded: LoadedExperiment) -> None:
 
     exp = loaded.experiment
     src = loaded.source
+    try:
+        dcls = datasets.get(exp.dataset.name)
+    except BenchError as exc:
+        raise BenchError(f"{src}: dataset.name: {exc}") from None
+    try:
+        raw_dataset = exp.dataset.options()
+        dcls.Options.model_validate(raw_dataset)
+    except ValidationError as exc:
+        raise BenchError(format_validation_error(src, exc, "dataset", raw_dataset)) from None
+    for i, section in enumerate(exp.extractors):
+        where = f"extractor.{i}" if isinstance(exp.extractor, list) else "extractor"
+        try:
+            ecls = extractors.get(section.name)
+        except BenchError as exc:
+            raise BenchError(f"{src}: {where}.name: {exc}") from None
+        raw_options = section.options()
+        try:
+            ecls.Options.model_validate(raw_options)
+        except ValidationError as exc:
+            raise BenchError(format_validation_error(src, exc, where, raw_options)) from None
+    # a module:Class backend is imported last, once everything else validated
     for gi, group in enumerate(exp.algorithms):
         try:
             cls = algorithms.get(group.algorithm)
@@ -349,23 +370,3 @@ def _check_names(loaded: LoadedExperiment) -> None:
                 f"{src}: algorithms.{gi}: {group.algorithm} does not support metric "
                 f"{exp.metric!r} (supported: {', '.join(cls.metrics)})"
             )
-    try:
-        dcls = datasets.get(exp.dataset.name)
-    except BenchError as exc:
-        raise BenchError(f"{src}: dataset.name: {exc}") from None
-    try:
-        raw_dataset = exp.dataset.options()
-        dcls.Options.model_validate(raw_dataset)
-    except ValidationError as exc:
-        raise BenchError(format_validation_error(src, exc, "dataset", raw_dataset)) from None
-    for i, section in enumerate(exp.extractors):
-        where = f"extractor.{i}" if isinstance(exp.extractor, list) else "extractor"
-        try:
-            ecls = extractors.get(section.name)
-        except BenchError as exc:
-            raise BenchError(f"{src}: {where}.name: {exc}") from None
-        raw_options = section.options()
-        try:
-            ecls.Options.model_validate(raw_options)
-        except ValidationError as exc:
-            raise BenchError(format_validation_error(src, exc, where, raw_options)) from None

@@ -21,9 +21,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, group: str, package: str | None) -> None:
-        """``package``: where built-ins are discovered; None: entry points only."""
+    def __init__(
+        self, kind: str, group: str, package: str | None, base: type | None = None
+    ) -> None:
+        """``package``: where built-ins are discovered; None: entry points only. ``base``:
+        what a ``module:Class`` path must name (``os:system`` is refused, not called)."""
         self.kind = kind
+        self._base = base
         self.group = group
         self._package = package
         self._classes: dict[str, type[T]] = {}
@@ -75,6 +79,11 @@ class Registry(Generic[T]):
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise BenchError(f"{self.kind} {spec!r} could not be imported: {exc}") from None
+        if self._base is not None and not (
+            isinstance(cls, type) and issubclass(cls, self._base)
+        ):
+            raise BenchError(f"{self.kind} {spec!r} is not a {self._base.__name__} subclass "
+                             f"(it is {type(cls).__name__} {getattr(cls, '__name__', '')!s})")
         if not getattr(cls, "registered_name", ""):
             cls.registered_name = spec
         return cls

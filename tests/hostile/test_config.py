@@ -114,3 +114,22 @@ def test_bad_experiment_fails_at_load_and_writes_nothing(case, write_experiment,
     line = _one_error_line(result)
     assert str(exp) in line and expected in line, line
     assert _tree(tmp_path) == before  # no results folder, no cache: the dataset was never read
+
+
+@pytest.mark.parametrize("spec", ["os:system", "subprocess:Popen", "json:dumps"])
+def test_import_path_must_name_a_backend(spec, write_experiment, tmp_path):
+    exp = write_experiment(small_experiment(algorithms=[{"algorithm": spec}]))
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result)
+    assert f"algorithms.0.algorithm: algorithm {spec!r} is not a Backend subclass" in line, line
+    assert _tree(tmp_path) == before
+
+
+def test_import_path_is_imported_after_the_rest_validated(write_experiment, tmp_path):
+    exp = write_experiment(small_experiment(dataset={"name": "nosuchdataset"},
+                                            algorithms=[{"algorithm": "os:system"}]))
+    result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
+    assert result.exit_code == 2
+    assert "dataset.name" in _one_error_line(result)
