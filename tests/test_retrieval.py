@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from bench.config.sections import QuerySample, RelevanceOptions
 from bench.core.errors import BenchError
 from bench.core.items import Item
+from bench.core.options import validate_section
 from bench.datasets.base import DatasetContext
 from bench.extractors.precomputed import FeatureFile, read_feature_file
 from bench.run.runner import RunOptions, run_experiment
@@ -20,8 +22,12 @@ from bench.scoring.judges import make_judge, read_groups
 
 def _loaded(tmp_path: Path, relevance: object, ks: list[int], query_sample: dict | None = None,
             ) -> SimpleNamespace:
-    exp = SimpleNamespace(relevance=relevance, query_sample=query_sample, ks=ks, seed=3,
-                          dataset=SimpleNamespace(name="test"))
+    """The sections validated as load_experiment validates them (typed models)."""
+    src = tmp_path / "exp.yaml"
+    sample = (None if query_sample is None
+              else validate_section(QuerySample, {"seed": 3, **query_sample}, src, "query_sample"))
+    exp = SimpleNamespace(relevance=validate_section(RelevanceOptions, relevance, src, "relevance"),
+                          query_sample=sample, ks=ks, seed=3, dataset=SimpleNamespace(name="test"))
     return SimpleNamespace(experiment=exp, source=tmp_path / "exp.yaml", base_dir=tmp_path)
 
 
@@ -155,7 +161,7 @@ def test_bad_relevance_options_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"relevance\.exclude_sourc: unknown key"):
         make_judge(_loaded(tmp_path, {"mode": "labels", "exclude_sourc": True}, [1]),
                    _fs(db, queries))
-    with pytest.raises(BenchError, match=r"relevance\.mode"):
+    with pytest.raises(BenchError, match=r"relevance: Input should be 'knn'"):
         make_judge(_loaded(tmp_path, "nearest", [1]), _fs(db, queries))
     with pytest.raises(BenchError, match=r"query_sample\.size"):
         make_judge(_loaded(tmp_path, "labels", [1], {"repeats": 2}), _fs(db, queries))
