@@ -21,6 +21,13 @@ console = Console(stderr=True)
 out = Console()
 
 
+def _error_line(message: str) -> None:
+    """User text (paths, keys, values) may hold ``[/]`` or ``:name:``: printed as
+    plain text so it can neither crash rich's markup parser nor turn into an emoji."""
+    console.print("error:", style="bold red", end=" ")
+    console.print(message, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
 class BenchGroup(click.Group):
     """Turns BenchError (and a few environment errors) into one clear line."""
 
@@ -31,7 +38,7 @@ class BenchGroup(click.Group):
         except BenchError as exc:
             if debug:
                 raise
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _error_line(str(exc))
             sys.exit(2)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished runs are saved; run again to resume")

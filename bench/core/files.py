@@ -29,10 +29,14 @@ def _json_default(obj: Any) -> Any:
 @contextlib.contextmanager
 def _atomic_file(path: Path, prefix: str, suffix: str) -> Iterator[BinaryIO]:
     """A temporary file beside ``path``, synced and renamed over it on success and
-    removed on any failure, so readers see the old file or the new one, never half."""
+    removed on any failure, so readers see the old file or the new one, never half.
+
+    mkstemp creates 0600; the file gets the mode the umask gives any new file, so
+    results and baselines stay readable by whoever could read an ordinary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -41,6 +45,12 @@ def _atomic_file(path: Path, prefix: str, suffix: str) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

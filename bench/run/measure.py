@@ -8,6 +8,7 @@ best total with another repeat's percentiles would describe no real run).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -145,11 +146,13 @@ def blas_info() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
 
-        return [
+        found = [
             {k: v for k, v in info.items() if k in ("internal_api", "version", "architecture",
                                                      "num_threads", "prefix")}
             for info in threadpool_info()
         ]
+        # threadpoolctl lists libraries in load order, which varies between runs.
+        return sorted(found, key=lambda d: json.dumps(d, sort_keys=True, default=str))
     except Exception:  # pragma: no cover - informational only
         return []
 
