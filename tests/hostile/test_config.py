@@ -6,25 +6,12 @@ the small experiment and the text the one error line must contain."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 from conftest import small_experiment
+from hostile_checks import one_error_line, tree
 
 from bench.cli.main import cli
-
-
-def _one_error_line(result) -> str:
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("error")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
-def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
 
 _CLUSTERING = {"kind": "clustering", "algorithms": [], "metric": "euclidean"}
 
@@ -88,12 +75,12 @@ def test_bad_yaml_file_is_one_line(case, tmp_path):
     data, expected = _RAW_CASES[case]
     exp = tmp_path / "exp.yaml"
     exp.write_bytes(data)
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
     assert result.exit_code == 2, result.output
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert str(exp) in line and expected in line, line
-    assert _tree(tmp_path) == before
+    assert tree(tmp_path) == before
 
 
 def test_folder_as_experiment_is_one_line(tmp_path):
@@ -101,30 +88,30 @@ def test_folder_as_experiment_is_one_line(tmp_path):
     folder.mkdir()
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(folder)])
     assert result.exit_code == 2, result.output
-    assert "is a folder" in _one_error_line(result)
+    assert "is a folder" in one_error_line(result)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_experiment_fails_at_load_and_writes_nothing(case, write_experiment, tmp_path):
     overrides, expected = CASES[case]
     exp = write_experiment(small_experiment(**overrides))
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
     assert result.exit_code == 2, result.output
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert str(exp) in line and expected in line, line
-    assert _tree(tmp_path) == before  # no results folder, no cache: the dataset was never read
+    assert tree(tmp_path) == before  # no results folder, no cache: the dataset was never read
 
 
 @pytest.mark.parametrize("spec", ["os:system", "subprocess:Popen", "json:dumps"])
 def test_import_path_must_name_a_backend(spec, write_experiment, tmp_path):
     exp = write_experiment(small_experiment(algorithms=[{"algorithm": spec}]))
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
     assert result.exit_code == 2, result.output
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert f"algorithms.0.algorithm: algorithm {spec!r} is not a Backend subclass" in line, line
-    assert _tree(tmp_path) == before
+    assert tree(tmp_path) == before
 
 
 def test_import_path_is_imported_after_the_rest_validated(write_experiment, tmp_path):
@@ -132,4 +119,4 @@ def test_import_path_is_imported_after_the_rest_validated(write_experiment, tmp_
                                             algorithms=[{"algorithm": "os:system"}]))
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
     assert result.exit_code == 2
-    assert "dataset.name" in _one_error_line(result)
+    assert "dataset.name" in one_error_line(result)

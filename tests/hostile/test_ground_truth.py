@@ -13,21 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import small_experiment
+from hostile_checks import one_error_line, tree
 
 from bench.cli.main import cli
 from bench.groundtruth.exact import ground_truth_problem
-
-
-def _one_error_line(result) -> str:
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("error")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
-def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
 
 # ---------------------------------------------------------------- ground truth (critical)
 
@@ -83,12 +72,12 @@ def test_wrong_neighbours_file_is_refused(corrupt, write_experiment, tmp_path,
                             algorithms=[{"algorithm": "hnswlib", "build": {"M": 8},
                                          "query": {"ef": [10]}}])
     exp = write_experiment(spec)
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     result = CliRunner().invoke(cli, ["run", "--no-progress", str(exp)])
     assert result.exit_code == 2, result.output
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert str(path) in line and "ground_truth: recompute" in line
-    written = _tree(tmp_path) - before
+    written = tree(tmp_path) - before
     roots = ("results", "cache", "plots")
     assert all(p.split("/")[0] in roots for p in written), written
     assert not (tmp_path / "results" / "small" / "results.json").exists()

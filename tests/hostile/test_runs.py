@@ -4,18 +4,14 @@ environment record. Each case asserts the one line, the exit code, and the roots
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
+from hostile_checks import tree
 
 from bench.cli.main import cli
 from bench.core.files import atomic_save_npy, atomic_write_json
 from bench.run.measure import blas_info
-
-
-def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
 def test_markup_and_emoji_in_message_print_as_plain_text(tmp_path, isolated_outputs):
@@ -23,7 +19,7 @@ def test_markup_and_emoji_in_message_print_as_plain_text(tmp_path, isolated_outp
     folder.mkdir()
     bad = folder / "]:smile:.yaml"
     bad.write_text("name: a\nk: -1\n")
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     result = CliRunner().invoke(cli, ["run", str(tmp_path / "y[/]:smile:.yaml")])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -31,7 +27,7 @@ def test_markup_and_emoji_in_message_print_as_plain_text(tmp_path, isolated_outp
     assert len(lines) == 1, result.output
     assert "y[/]:smile:.yaml" in lines[0]
     assert "\U0001f604" not in result.output
-    assert _tree(tmp_path) == before
+    assert tree(tmp_path) == before
 
 
 def test_atomic_files_follow_the_umask(tmp_path):
@@ -43,7 +39,7 @@ def test_atomic_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "n.npy").stat().st_mode & 0o777 == 0o644
-    assert _tree(tmp_path) == {"r.json", "n.npy"}
+    assert tree(tmp_path) == {"r.json", "n.npy"}
 
 
 def test_blas_list_is_sorted():
