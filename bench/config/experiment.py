@@ -232,7 +232,7 @@ def expand_grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def builtin_experiments() -> dict[str, Path]:
-    folder = resources.files("bench") / "experiments"
+    folder = resources.files("bench.config") / "experiments"
     return {
         Path(p.name).stem: Path(str(p))
         for p in folder.iterdir()

@@ -111,7 +111,7 @@ BSDS500 = DownloadableDataset(
     target="bsds500/original",
     layout="bsds500/original/<id>.jpg (500 images; BSR/BSDS500/data/images/{train,val,test})"
            "\nthen: bench attacks ${BENCH_DATA}/bsds500/original ${BENCH_DATA}/bsds500/attacks",
-    usage="bench/experiments/bsds500.yaml reads ${BENCH_DATA}/bsds500/{original,attacks}",
+    usage="bench/config/experiments/bsds500.yaml reads ${BENCH_DATA}/bsds500/{original,attacks}",
     group="images",
     homepage="https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/resources.html",
     expect_files=500,
