@@ -9,6 +9,7 @@ import pytest
 
 from bench.core.errors import BenchError
 from bench.groundtruth import exact as groundtruth
+from bench.groundtruth import topk
 from bench.groundtruth.exact import exact_distances, exact_knn, load_or_compute_ground_truth
 
 METRICS = ("euclidean", "angular", "ip", "hamming")
@@ -50,7 +51,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(groundtruth, "DB_BLOCK", 128)
     monkeypatch.setattr(groundtruth, "QUERY_BLOCK", 16)
     monkeypatch.setattr(groundtruth, "HAMMING_QUERY_BLOCK", 8)
-    monkeypatch.setattr(groundtruth, "SEED_COLUMNS", 8)
+    monkeypatch.setattr(topk, "SEED_COLUMNS", 8)
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -219,7 +220,7 @@ def test_selection_keys_order_by_score_then_id() -> None:
     """-0.0 and +0.0 are equal scores, so the smaller id must win; negatives sort first."""
     scores = np.array([[-0.0, 0.0, -2.5, 1.0, -2.5]], dtype=np.float32)
     ids = np.array([[5, 3, 9, 0, 4]], dtype=np.uint64)
-    keys = groundtruth._keys(scores, ids)
+    keys = topk._keys(scores, ids)
     order = ids[0][np.argsort(keys[0])]
     np.testing.assert_array_equal(order, [4, 9, 3, 5, 0])
 
@@ -259,4 +260,4 @@ def test_query_ranges_in_threads_give_the_same_neighbours(metric: str, threads: 
 @pytest.mark.parametrize("density", [0.0, 0.001, 0.5, 1.0])
 def test_true_positions_is_flatnonzero(size: int, density: float) -> None:
     mask = np.random.default_rng(size).random(size) < density
-    np.testing.assert_array_equal(groundtruth._true_positions(mask), np.flatnonzero(mask))
+    np.testing.assert_array_equal(topk._true_positions(mask), np.flatnonzero(mask))

@@ -35,13 +35,12 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
-from bench.core.fingerprint import fingerprint_obj
+from bench.groundtruth.topk import _ID_MASK, _SENTINEL, _select
 
 #: queries x database rows per float32 product block (16 MiB of scores). Each thread
 #: runs its own products and selection; on a 2-core Xeon (AVX-512) 512 x 8192 took
@@ -57,111 +56,11 @@ QUERY_CHUNK_BYTES = 256 << 20
 CENTRE_ROWS = 4096
 #: extra float32 candidates re-scored in float64 to fix the order near the k-th
 MARGIN = 16
-#: columns of the first database block selected densely to seed the thresholds
-SEED_COLUMNS = 256
 #: float64 neighbour rows gathered at once when re-scoring exactly: small enough for
 #: the temporaries to stay in cache (32 MiB took twice as long as 4 MiB)
 EXACT_BLOCK_BYTES = 4 << 20
 
-_SENTINEL = np.uint64(np.iinfo(np.uint64).max)
-_ID_MASK = np.uint64(0xFFFFFFFF)
-_SHIFT = np.uint64(32)
-
 Progress = Callable[[int, int], None]
-
-
-def _ordered(scores: np.ndarray) -> np.ndarray:
-    """Map float32 to uint32 so that integer order equals float order (no NaN here)."""
-    bits = scores.view(np.uint32)
-    return np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
-
-
-def _unordered(keys_hi: np.ndarray) -> np.ndarray:
-    neg = (keys_hi & np.uint32(0x80000000)) == 0
-    bits = np.where(neg, ~keys_hi, keys_hi & np.uint32(0x7FFFFFFF)).astype(np.uint32)
-    return bits.view(np.float32)
-
-
-def _keys(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """(score, id) packed in one uint64, so one np.partition selects by score then id.
-
-    Adding +0.0 turns -0.0 into +0.0, whose bits differ although the floats are equal.
-    """
-    ordered = _ordered(np.add(scores, np.float32(0.0), dtype=np.float32))
-    return (ordered.astype(np.uint64) << _SHIFT) | ids.astype(np.uint64)
-
-
-def _merge(top: np.ndarray, new: np.ndarray) -> np.ndarray:
-    both = np.concatenate([top, new], axis=1)
-    m = top.shape[1]
-    return np.partition(both, m - 1, axis=1)[:, :m]
-
-
-def _dense(top: np.ndarray, scores: np.ndarray, start: int) -> np.ndarray:
-    m = top.shape[1]
-    keys = _keys(scores, np.arange(start, start + scores.shape[1], dtype=np.uint64)[None, :])
-    if keys.shape[1] > m:
-        keys = np.partition(keys, m - 1, axis=1)[:, :m]
-    return _merge(top, keys)
-
-
-def _select(top: np.ndarray, scores: np.ndarray, start: int, buf: np.ndarray) -> np.ndarray:
-    """Merge one block of float32 scores (rows = queries) into the running top keys.
-
-    ``buf`` is a reusable bool buffer of at least ``scores.size`` elements: fresh
-    multi-megabyte arrays per block cost measurable page faults.
-    """
-    width = scores.shape[1]
-    if not (top.max(axis=1) == _SENTINEL).any():
-        return _sparse(top, scores, start, buf)
-    # First block: seed the thresholds densely from a few columns, then widen the
-    # sparse steps geometrically as the thresholds tighten.
-    step = min(width, max(SEED_COLUMNS, 4 * top.shape[1]))
-    top = _dense(top, scores[:, :step], start)
-    pos = step
-    while pos < width:
-        step *= 4
-        top = _select(top, scores[:, pos : pos + step], start + pos, buf)
-        pos += step
-    return top
-
-
-def _sparse(top: np.ndarray, scores: np.ndarray, start: int, buf: np.ndarray) -> np.ndarray:
-    rows_n, width = scores.shape
-    # Strict '<': an equal score from this block has a larger id than the worst kept one.
-    threshold = _unordered((top.max(axis=1) >> _SHIFT).astype(np.uint32))
-    np.less(scores, threshold[:, None], out=buf[: scores.size].reshape(scores.shape))
-    flat = _true_positions(buf[: scores.size])
-    count = len(flat)
-    if count == 0:
-        return top
-    if count > scores.size // 8:  # adversarial order: a dense partition is cheaper
-        return _dense(top, scores, start)
-    rows, cols = np.divmod(flat, width)
-    per_row = np.bincount(rows, minlength=rows_n)
-    offsets = np.cumsum(per_row) - per_row
-    padded = np.full((rows_n, int(per_row.max())), _SENTINEL, dtype=np.uint64)
-    padded[rows, np.arange(count) - offsets[rows]] = _keys(
-        scores.reshape(-1)[flat] if scores.flags.c_contiguous else scores[rows, cols],
-        cols.astype(np.uint64) + np.uint64(start),
-    )
-    return _merge(top, padded)
-
-
-def _true_positions(mask: np.ndarray) -> np.ndarray:
-    """``np.flatnonzero`` of a sparse 1-D bool array, scanning 8 bytes at a time.
-
-    After the first block only a few scores in a million pass the threshold; finding
-    the non-zero uint64 words first reads the mask 8x faster than testing each byte.
-    """
-    whole = len(mask) // 8 * 8
-    # (a != 0 pass then a bool nonzero is ~2x faster than np.flatnonzero on uint64)
-    words = np.flatnonzero(mask[:whole].view(np.uint64) != 0)
-    hits = np.flatnonzero(mask[:whole].reshape(-1, 8)[words])
-    flat = words[hits // 8] * 8 + hits % 8
-    if whole < len(mask):
-        flat = np.concatenate([flat, whole + np.flatnonzero(mask[whole:])])
-    return flat
 
 
 def _hamming_scores(q: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -408,101 +307,11 @@ def exact_distances(
     return out
 
 
-def _cache_paths(cache_dir: Path, base: str, k: int) -> tuple[Path, Path]:
-    return cache_dir / f"{base}-k{k}.ids.npy", cache_dir / f"{base}-k{k}.dist.npy"
+# The cache and the structural check live in cache.py; re-exported for callers.
+from bench.groundtruth.cache import (  # noqa: E402
+    ground_truth_problem,
+    load_or_compute_ground_truth,
+)
 
-
-def _load_cached(cache_dir: Path, base: str, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-    found = []
-    for path in cache_dir.glob(f"{base}-k*.ids.npy"):
-        try:
-            found.append(int(path.name[len(base) + 2 : -len(".ids.npy")]))
-        except ValueError:
-            continue
-    for cached_k in sorted(kk for kk in found if kk >= k):
-        ids_path, dist_path = _cache_paths(cache_dir, base, cached_k)
-        try:
-            ids = np.load(ids_path, allow_pickle=False)
-            dist = np.load(dist_path, allow_pickle=False)
-        except (OSError, ValueError):  # half-written or damaged: recompute
-            continue
-        if ids.ndim == 2 and ids.shape == dist.shape and ids.shape[1] == cached_k:
-            return np.ascontiguousarray(dist[:, :k]), np.ascontiguousarray(ids[:, :k])
-    return None
-
-
-def ground_truth_problem(ids: np.ndarray, dist: np.ndarray | None, n_database: int,
-                         k: int) -> str | None:
-    """What is structurally wrong with a ground-truth table, or None.
-
-    Checked before any recall is computed from it: wrong ids inflate tie-aware recall
-    (the k-th "true" distance grows, and everything counts as a tie), so a table with
-    ids out of range, repeated ids in a row, or distances that are not ascending is
-    refused rather than scored against.
-    """
-    if ids.ndim != 2 or ids.shape[1] < k:
-        return f"expected {k} neighbour ids per query, got shape {ids.shape}"
-    ids = ids[:, :k]
-    bad = (ids < 0) | (ids >= n_database)
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
-        return (f"query {row} has neighbour id {int(ids[row][bad[row]][0])}, outside the "
-                f"database of {n_database} rows")
-    ordered = np.sort(ids, axis=1)
-    repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-    if repeated.any():
-        row = int(np.flatnonzero(repeated)[0])
-        return f"query {row} lists the same neighbour id twice"
-    if dist is not None:
-        d = np.asarray(dist[:, :k], dtype=np.float64)
-        slack = np.maximum(1e-6 * np.abs(d[:, 1:]), 1e-9)
-        unsorted = (d[:, 1:] < d[:, :-1] - slack).any(axis=1) | np.isnan(d).any(axis=1)
-        if unsorted.any():
-            row = int(np.flatnonzero(unsorted)[0])
-            return f"the neighbours of query {row} are not in ascending order of distance"
-    return None
-
-
-def load_or_compute_ground_truth(
-    cache_dir: Path, data_fingerprint: str, metric: str, k: int,
-    compute: Callable[[], tuple[np.ndarray, np.ndarray]],
-    verify: Callable[[np.ndarray], str | None] | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cached exact ground truth (distances, ids); a cached larger k serves a smaller one.
-
-    Files are ``<key>-k<K>.{ids,dist}.npy`` with key = fingerprint_obj of the data
-    fingerprint and metric (k is in the name rather than the hash so a larger k can
-    be found). Each file is written atomically, distances first, so an ids file
-    only exists next to a complete distances file.
-
-    ``verify(ids)`` returns a problem or None. A cached table that fails it (a
-    damaged or tampered cache) is removed and recomputed, with ``warn``; a freshly
-    computed one that fails it raises, since then the data or the metric is wrong.
-    """
-    from bench.core.files import atomic_save_npy
-
-    metric = canonical_metric(metric)
-    cache_dir = Path(cache_dir)
-    base = fingerprint_obj({"data": data_fingerprint, "metric": metric, "ground_truth": 1})
-    cached = _load_cached(cache_dir, base, k) if cache_dir.is_dir() else None
-    if cached is not None:
-        problem = verify(cached[1]) if verify else None
-        if problem is None:
-            return cached
-        if warn:
-            warn(f"cached ground truth in {cache_dir} fails its check ({problem}): recomputing")
-        for path in cache_dir.glob(f"{base}-k*.npy"):
-            path.unlink(missing_ok=True)
-    dist, ids = compute()
-    dist, ids = np.asarray(dist, dtype=np.float32), np.asarray(ids, dtype=np.int64)
-    if ids.ndim != 2 or ids.shape != dist.shape or ids.shape[1] < k:
-        raise BenchError(f"ground truth has shape {ids.shape}/{dist.shape}, expected (n, {k})")
-    problem = verify(ids[:, :k]) if verify else None
-    if problem is not None:
-        raise BenchError(f"exact ground truth fails its check ({problem}): "
-                         "the metric or the data is wrong")
-    ids_path, dist_path = _cache_paths(cache_dir, base, ids.shape[1])
-    atomic_save_npy(dist_path, dist)
-    atomic_save_npy(ids_path, ids)
-    return np.ascontiguousarray(dist[:, :k]), np.ascontiguousarray(ids[:, :k])
+__all__ = ["exact_knn", "exact_distances", "ground_truth_problem",
+           "load_or_compute_ground_truth"]
