@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.config.experiment import BuildPoint, LoadedExperiment, load_experiment
 from bench.core.errors import BenchError
@@ -26,21 +24,13 @@ from bench.core.paths import cache_root
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
-from bench.groundtruth.exact import (
-    exact_distances,
-    exact_knn,
-    ground_truth_problem,
-    load_or_compute_ground_truth,
-)
 from bench.results import ResultsFile, now_iso, run_key
 from bench.run.executors.task import BuildTask, Failure, PointResult, QueryPoint
 from bench.run.kinds import kind_of
 from bench.run.measure import environment
+from bench.run.progress import progress_bar
+from bench.run.truth import attach_ground_truth
 from bench.scoring.judges import Judge, knn_scores, make_judge
-from bench.scoring.metrics import tie_aware_recall
-
-SANITY_QUERIES = 200
-SANITY_MIN_RECALL = 0.99
 
 
 @dataclass
@@ -49,13 +39,6 @@ class RunOptions:
     executor: str = "local"  # local | inline | ray
     progress: bool = True
     workers: int | None = None
-
-
-def _progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, disable=not enabled, transient=False,
-    )
 
 
 def load_feature_sets(
@@ -115,110 +98,6 @@ def load_feature_sets(
         "fingerprint": fingerprint_obj([fs.fingerprint for fs in sets]),
     }
     return sets, description
-
-
-def attach_ground_truth(fs: FeatureSet, ks: list[int], threads: int, console: Console,
-                        progress: bool, seed: int = 0, recompute: bool = False,
-                        device: str = "cpu") -> None:
-    """Exact neighbours for every query, checked before anything is scored against them.
-
-    The dataset's own neighbours are used unless ``recompute``; if they fail the check
-    the run stops with one line naming the file and the fix (never a silent fallback).
-    """
-    kmax = max(ks)
-    n = len(fs.database)
-    if kmax > n:
-        raise BenchError(f"k={kmax} is larger than the database ({n} items)")
-    sample = canary_sample(len(fs.queries), seed)
-
-    def verify(ids: np.ndarray) -> str | None:
-        problem = ground_truth_problem(ids, None, n, kmax)
-        if problem is None:
-            dist = exact_distances(fs.database, fs.queries, ids[:, :kmax], fs.metric)
-            problem = ground_truth_problem(ids, dist, n, kmax)
-        if problem is None:
-            problem = _canary(fs, ids[:, :kmax], dist, kmax, sample)
-        return problem
-
-    if (not recompute and fs.source_neighbors is not None
-            and fs.source_neighbors.shape[1] >= kmax):
-        gt_ids = np.ascontiguousarray(fs.source_neighbors[:, :kmax])
-        origin = "the dataset's own neighbours"
-        problem = verify(gt_ids)
-        if problem is not None:
-            where = (fs.description.get("neighbors") or fs.description.get("file")
-                     or "the dataset")
-            raise BenchError(
-                f"{where}: the neighbours file is wrong ({problem}); set "
-                "`ground_truth: recompute` in the experiment to compute exact neighbours"
-            )
-    else:
-        with _progress(console, progress) as bar:
-            task = bar.add_task(f"ground truth k={kmax}", total=len(fs.queries))
-
-            def compute() -> tuple[np.ndarray, np.ndarray]:
-                if device != "cpu":
-                    from bench.groundtruth.torch_knn import exact_knn_device
-
-                    return exact_knn_device(fs.database, fs.queries, kmax, fs.metric, device)
-                return exact_knn(fs.database, fs.queries, kmax, fs.metric, threads=threads,
-                                 progress=lambda done, total: bar.update(task, completed=done))
-
-            _, gt_ids = load_or_compute_ground_truth(
-                cache_root() / "groundtruth", fs.fingerprint, fs.metric, kmax, compute,
-                verify=verify,
-                warn=lambda msg: console.print(f"[yellow]warning:[/] {escape(msg)}"),
-            )
-            bar.update(task, completed=len(fs.queries))
-        origin = "exact search (cached)"
-    fs.gt_ids = gt_ids
-    fs.gt_dist = exact_distances(fs.database, fs.queries, gt_ids, fs.metric)
-    fs.description["ground_truth"] = origin
-    fs.description["canary_queries"] = len(sample)
-    fs.description["canary_seed"] = seed
-    fs.description["sanity_exact_recall"] = 1.0
-
-
-def canary_sample(n_queries: int, seed: int) -> np.ndarray:
-    """A seeded sample spread over all queries (not the first ones: a table damaged
-    only after row 200 must fail too)."""
-    m = min(SANITY_QUERIES, n_queries)
-    rng = np.random.default_rng([seed, 0xCA7A])
-    return np.sort(rng.choice(n_queries, size=m, replace=False))
-
-
-def _canary(fs: FeatureSet, gt_ids: np.ndarray, gt_dist: np.ndarray, k: int,
-            sample: np.ndarray) -> str | None:
-    """An independent exact search (Faiss flat) must agree with the ground truth.
-
-    Both directions are checked with tie-aware recall: the independent results must
-    lie within the ground truth's k-th distance, and the ground truth's must lie
-    within the independent search's own k-th distance. The second direction is what
-    catches wrong ids: they make the "true" k-th distance large, so the first alone
-    passes everything as a tie.
-    """
-    import faiss
-
-    queries = np.ascontiguousarray(fs.queries[sample])
-    if fs.metric == "hamming":
-        index: Any = faiss.IndexBinaryFlat(fs.dim)
-    elif fs.metric == "euclidean":
-        index = faiss.IndexFlatL2(fs.dim)
-    else:
-        index = faiss.IndexFlatIP(fs.dim)
-    index.add(np.ascontiguousarray(fs.database))
-    _, ids = index.search(queries, k)
-    found = np.sort(exact_distances(fs.database, queries, ids.astype(np.int64), fs.metric),
-                    axis=1)
-    expected = gt_dist[sample]
-    forward = float(tie_aware_recall(found, expected, k).mean())
-    backward = float(tie_aware_recall(expected, found, k).mean())
-    recall = min(forward, backward)
-    if recall < SANITY_MIN_RECALL:
-        return (f"an independent exact search agrees on {recall:.3f} of the neighbours of "
-                f"{len(sample)} sampled queries (metric {fs.metric}, need "
-                f"{SANITY_MIN_RECALL})")
-    return None
 
 
 def _execute(task: BuildTask, executor: str) -> Iterator[tuple[str, Any]]:
@@ -374,7 +253,7 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
         _save_items(results, fs)
     results.save()
     total = len(sets) * sum(len(bp.queries) for bp in loaded.builds) * len(exp.ks)
-    with _progress(console, options.progress) as bar:
+    with progress_bar(console, options.progress) as bar:
         task = bar.add_task("runs", total=total)
         for fs in sets:
             judge = make_judge(loaded, fs)

@@ -114,7 +114,7 @@ def test_corrupted_cache_is_recomputed_with_a_warning(write_experiment, tmp_path
 
 
 def test_canary_samples_queries_spread_over_all():
-    from bench.run.runner import canary_sample
+    from bench.run.truth import canary_sample
 
     sample = canary_sample(10_000, seed=1)
     assert len(sample) == 200 and len(set(sample.tolist())) == 200
