@@ -104,7 +104,7 @@ def test_identical_results_pass_and_every_run_is_checked():
 def test_uniformly_slower_or_faster_machine_passes(factor):
     c = compare_results(_baseline(), _scaled(_baseline(), factor))
     assert not c.failed, [r.problems() for r in c.rows]
-    speed = next(r for r in c.rows if r.name.startswith("ivf nprobe=8")).check("speed")
+    speed = next(r for r in c.rows if r.name.startswith("ivf IVF64,Flat nprobe=8")).check("speed")
     assert speed.change == pytest.approx(0.0, abs=1e-9)
     assert c.machine_factor == pytest.approx(1 / factor)
 
@@ -115,7 +115,7 @@ def test_one_backend_slower_than_the_rest_fails_on_speed_only_for_that_run():
     c = compare_results(_baseline(), current)
     assert c.failed
     failed = [r for r in c.rows if r.failed]
-    assert [r.name for r in failed] == ["ivf nprobe=8 k=10 batch"]
+    assert [r.name for r in failed] == ["ivf IVF64,Flat nprobe=8 k=10 batch"]
     speed = failed[0].check("speed")
     assert not speed.ok and speed.change == pytest.approx(1 / 3 - 1)
     assert failed[0].check("recall").ok
@@ -162,7 +162,7 @@ def test_memory_rise_uses_index_bytes_and_a_floor_for_uss():
     _find(current, "ivf", nprobe=8)["index_bytes"] = 10_500_000  # +5 %
     _find(current, "hnsw")["index_uss_bytes"] = 40_000_000 + 900_000  # below 1 MiB floor
     c = compare_results(_baseline(), current)
-    assert [r.name for r in c.rows if r.failed] == ["ivf nprobe=1 k=10 batch"]
+    assert [r.name for r in c.rows if r.failed] == ["ivf IVF64,Flat nprobe=1 k=10 batch"]
     _find(current, "hnsw")["index_uss_bytes"] = 60_000_000  # +50 %, 20 MB
     c = compare_results(_baseline(), current)
     assert not next(r for r in c.rows if r.name.startswith("hnsw")).check("memory").ok
@@ -200,7 +200,7 @@ def test_missing_failed_new_and_skipped_runs():
     c = compare_results(base, current)
     v = _verdicts(c)
     assert v["hnsw M=16 ef=40 k=10 batch"] == "missing"
-    assert v["ivf nprobe=1 k=10 batch"] == "fail"
+    assert v["ivf IVF64,Flat nprobe=1 k=10 batch"] == "fail"
     assert v["broken k=10 batch"] == "skipped"
     assert v["usearch k=10 batch"] == "new"
     assert c.failed and c.count("missing") == 1
@@ -213,7 +213,7 @@ def test_failed_reference_fails_the_speed_checks():
     _find(current, "flat").update(status="crashed", error="SIGSEGV")
     c = compare_results(_baseline(), current)
     assert c.count("fail") == 4
-    ivf = next(r for r in c.rows if r.name.startswith("ivf nprobe=1"))
+    ivf = next(r for r in c.rows if r.name.startswith("ivf IVF64,Flat nprobe=1"))
     assert "reference run failed" in ivf.check("speed").note
 
 
@@ -260,7 +260,8 @@ def test_runs_match_by_parameters_k_and_mode_not_by_order_or_id():
     current = _baseline()
     _find(current, "ivf", nprobe=8)["k"] = 1
     v = _verdicts(compare_results(base, current))
-    assert v["ivf nprobe=8 k=10 batch"] == "missing" and v["ivf nprobe=8 k=1 batch"] == "new"
+    assert v["ivf IVF64,Flat nprobe=8 k=10 batch"] == "missing"
+    assert v["ivf IVF64,Flat nprobe=8 k=1 batch"] == "new"
 
 
 def test_warnings_for_changed_dataset_cpu_and_packages():
@@ -283,7 +284,7 @@ def test_markdown_and_junit_show_each_run_and_the_broken_tolerance():
     c = compare_results(_baseline(), current)
     md = to_markdown(c)
     assert "FAIL" in md and "2 regressed" in md
-    assert "**ivf nprobe=8 k=10 batch**: recall: 0.9500 -> 0.9400" in md
+    assert "**ivf IVF64,Flat nprobe=8 k=10 batch**: recall: 0.9500 -> 0.9400" in md
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 4  # header + one row per run
     assert "**-0.0100**" in table[3]
@@ -291,10 +292,10 @@ def test_markdown_and_junit_show_each_run_and_the_broken_tolerance():
     suite = root.find("testsuite")
     assert suite.get("tests") == "4" and suite.get("failures") == "2"
     cases = {case.get("name"): case for case in suite.iter("testcase")}
-    assert cases["ivf nprobe=8 k=10 batch"].find("failure").get("type") == "regression"
-    assert "recall" in cases["ivf nprobe=8 k=10 batch"].find("failure").get("message")
+    assert cases["ivf IVF64,Flat nprobe=8 k=10 batch"].find("failure").get("type") == "regression"
+    assert "recall" in cases["ivf IVF64,Flat nprobe=8 k=10 batch"].find("failure").get("message")
     assert cases["hnsw M=16 ef=40 k=10 batch"].find("failure").get("type") == "missing"
-    assert cases["flat k=10 batch"].find("failure") is None
+    assert cases["flat Flat k=10 batch"].find("failure") is None
 
 
 # --------------------------------------------------------------------------- baselines

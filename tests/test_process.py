@@ -19,12 +19,12 @@ from PIL import Image, ImageDraw
 
 from bench.core.errors import BenchError
 from bench.process import process_results
-from bench.process.compat import load_for_processing
 from bench.process.distances import neighbour_distances
 from bench.process.frame import ok_runs, runs_frame
 from bench.process.galleries import GalleryOptions, gallery_outputs, select_queries
 from bench.process.pareto import pareto_front
 from bench.process.tiles import BORDER, GAP, PAD, THUMB
+from bench.results import load_results
 
 ENV = {"python": "3.11.2", "platform": "Linux-test", "cpu": "Test CPU", "cpu_count": 2,
        "memory_total_bytes": 8 * 2**30, "threads": 1, "packages": {"numpy": "2.0", "faiss": "1"},
@@ -338,7 +338,7 @@ def test_old_and_bad_schemas_are_named():
         process_results("new")
     folder = _results_dir("broken")
     _write(folder, {"schema": 1, "name": "broken", "runs": [{"id": "x"}]})
-    with pytest.raises(BenchError, match=r"runs\[0\] lacks label, status"):
+    with pytest.raises(BenchError, match=r"runs\[0\] lacks algorithm, k, label, status"):
         process_results("broken")
 
 
@@ -406,7 +406,7 @@ def test_identity_results_give_heatmap_family_bars_and_galleries():
 
 def _galleries(name: str, **options) -> list:
     """Only the gallery stage (the full pipeline is covered above), to keep the test fast."""
-    results = load_for_processing(name)
+    results = load_results(name)
     return gallery_outputs(results, ok_runs(runs_frame(results)), _plots(name),
                            GalleryOptions(**options))
 

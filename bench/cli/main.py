@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.core.errors import BenchError
+from bench.results.record import index_mb, param_text, score
 from bench.run.kinds import kind_of
 
 console = Console(stderr=True)
@@ -118,23 +119,18 @@ def print_summary(runs: list[dict[str, Any]]) -> None:
                                                          "index MB") else "left")
     for r in runs:
         ok = r["status"] == "ok"
-        recall = r.get("hit_rate", r.get("recall"))
-        size = r.get("index_bytes") or r.get("index_uss_bytes")
+        recall = score(r)
+        size = index_mb(r)
         table.add_row(
-            r.get("extractor") or "", r["label"], _params(r["build_params"]),
-            _params(r["query_params"]), str(r["k"]),
+            r.get("extractor") or "", r["label"], param_text(r["build_params"]),
+            param_text(r["query_params"]), str(r["k"]),
             r["status"] if ok else f"[red]{r['status']}[/]",
             f"{recall:.4f}" if ok and recall is not None else "",
             f"{r['qps']:,.0f}" if ok and r.get("qps") is not None else "",
             f"{r['build_time_s']:.2f}" if r.get("build_time_s") is not None else "",
-            f"{size / 1e6:.1f}" if size else "",
+            f"{size:.1f}" if size is not None else "",
         )
     out.print(table)
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("factory",
-                                                                        "index_binary_factory"))
 
 
 @cli.command()

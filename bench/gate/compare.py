@@ -20,7 +20,6 @@ than a floor (``min_build_s``, ``min_memory_bytes``): a 5 ms build that takes
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from pydantic import ValidationError
 
 from bench.config.compare import Tolerances
 from bench.core.errors import BenchError
+from bench.results.record import index_size, record_key, run_name, score
 
 #: algorithm/build combinations recognised as exact search when no reference is named
 _DEFAULT_REFERENCES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -60,31 +60,6 @@ def resolve_tolerances(
         raise BenchError(f"compare tolerance {loc}: {err['msg']}") from None
 
 
-def _canon(params: dict[str, Any] | None) -> str:
-    return json.dumps(params or {}, sort_keys=True, default=str)
-
-
-def match_key(run: dict[str, Any]) -> tuple[Any, ...]:
-    """Runs are the same configuration when algorithm, parameters, k and mode agree."""
-    return (run.get("extractor"), run["algorithm"], _canon(run.get("build_params")),
-            _canon(run.get("query_params")), run["k"], run.get("mode", "batch"))
-
-
-def run_name(run: dict[str, Any]) -> str:
-    params = {**(run.get("build_params") or {}), **(run.get("query_params") or {})}
-    shown = " ".join(f"{k}={v}" for k, v in params.items()
-                     if k not in ("factory", "index_binary_factory"))
-    head = f"{run['extractor']} / " if run.get("extractor") else ""
-    label = run.get("label") or run["algorithm"]
-    return f"{head}{label}{' ' + shown if shown else ''} k={run['k']} {run.get('mode', 'batch')}"
-
-
-def score(run: dict[str, Any]) -> float | None:
-    """Hit rate for identity relevance, k-NN recall otherwise (as `bench process`)."""
-    value = run.get("hit_rate")
-    return run.get("recall") if value is None else value
-
-
 def _is_reference(run: dict[str, Any], reference: str | None) -> bool:
     if reference is not None:
         return run.get("label") == reference or run["algorithm"] == reference
@@ -112,7 +87,7 @@ def reference_runs(
         )
     out = {}
     for group, runs in groups.items():
-        if len({match_key(r) for r in runs}) > 1:
+        if len({record_key(r) for r in runs}) > 1:
             raise BenchError(
                 f"{where}: reference {reference or 'faiss Flat'!r} matches {len(runs)} runs "
                 f"with k={group[1]}, mode={group[2]}; name a run label with one configuration"
@@ -219,9 +194,15 @@ def _speed_and_build(
 
 
 def _memory(base: dict[str, Any], cur: dict[str, Any]) -> tuple[str, float | None, float | None]:
-    """The backend's own index size when both have it (exact, repeatable), else USS."""
-    if base.get("index_bytes") is not None and cur.get("index_bytes") is not None:
-        return "index_bytes", base["index_bytes"], cur["index_bytes"]
+    """Both runs' index size as results.record.index_size chooses it, from the same field.
+
+    When the two chose different fields (one backend reported its size, the other did
+    not), the measured figure of both is compared rather than a mix of the two.
+    """
+    which, b_size = index_size(base)
+    c_which, c_size = index_size(cur)
+    if which == c_which:
+        return which, b_size, c_size
     return "index_uss_bytes", base.get("index_uss_bytes"), cur.get("index_uss_bytes")
 
 
@@ -266,7 +247,7 @@ def check_run(
     which, b_mem, c_mem = _memory(base, cur)
     if b_mem is not None and c_mem is not None and b_mem > 0:
         change = c_mem / b_mem - 1
-        floor = tol.min_memory_bytes if which == "index_uss_bytes" else 0
+        floor = tol.min_memory_bytes if which != "index_bytes" else 0
         within = change <= tol.memory_rise + _EPS
         note = "" if which == "index_bytes" else "(USS)"
         if not within and c_mem - b_mem <= floor:
@@ -287,7 +268,7 @@ def compare_results(
     c_refs = reference_runs(current, tol.reference, f"current {c_where}")
     b_runs = _index(baseline, b_where)
     c_runs = _index(current, c_where)
-    ref_keys = {match_key(r) for r in (*b_refs.values(), *c_refs.values())}
+    ref_keys = {record_key(r) for r in (*b_refs.values(), *c_refs.values())}
     rows = []
     for key, base in b_runs.items():
         cur = c_runs.get(key)
@@ -318,7 +299,7 @@ def _index(data: dict[str, Any], where: Any) -> dict[tuple[Any, ...], dict[str, 
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for i, run in enumerate(runs):
         try:
-            key = match_key(run)
+            key = record_key(run)
         except (KeyError, TypeError):
             raise BenchError(f"{where}: runs.{i}: expected algorithm and k fields") from None
         out[key] = run

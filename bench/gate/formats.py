@@ -14,7 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.gate.compare import NO_REFERENCE, Comparison, RunComparison, score
+from bench.gate.compare import NO_REFERENCE, Comparison, RunComparison
+from bench.results.record import index_mb, score
 
 COLUMNS = ("run", "recall", "Δ recall", "QPS", "Δ speed", "build s", "Δ build", "index MB",
            "Δ memory", "verdict")
@@ -33,14 +34,6 @@ def _pair(base: Any, cur: Any, fmt: str) -> str:
 
 def _get(run: dict[str, Any] | None, key: str) -> Any:
     return None if run is None else run.get(key)
-
-
-def _size_mb(run: dict[str, Any] | None) -> float | None:
-    if run is None:
-        return None
-    size = run.get("index_bytes")
-    size = run.get("index_uss_bytes") if size is None else size
-    return None if size is None else size / 1e6
 
 
 def _change(row: RunComparison, metric: str) -> tuple[str, bool]:
@@ -70,7 +63,7 @@ def row_cells(row: RunComparison) -> list[tuple[str, bool]]:
         (_pair(_get(b, "qps"), _get(c, "qps"), ",.0f"), True), _change(row, "speed"),
         (_pair(_get(b, "build_time_s"), _get(c, "build_time_s"), ".3f"), True),
         _change(row, "build"),
-        (_pair(_size_mb(b), _size_mb(c), ".2f"), True), _change(row, "memory"),
+        (_pair(index_mb(b), index_mb(c), ".2f"), True), _change(row, "memory"),
         (row.verdict, not row.failed),
     ]
     status = row.check("status")

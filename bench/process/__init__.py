@@ -14,7 +14,6 @@ from rich.console import Console
 
 from bench.core.files import atomic_write_bytes
 from bench.core.paths import plots_root
-from bench.process.compat import load_for_processing
 from bench.process.frame import ok_runs, runs_frame, score_label
 from bench.process.galleries import SELECT_MODES, GalleryOptions, gallery_outputs
 from bench.process.identity import identity_outputs
@@ -24,6 +23,7 @@ from bench.process.report import write_report
 from bench.process.style import series_colors
 from bench.process.sweeps import build_cost, sweep_plots
 from bench.process.tables import best_qps, report_view, write_best_qps
+from bench.results import load_results
 from bench.run.kinds import kind_of
 
 __all__ = ["SELECT_MODES", "GalleryOptions", "plots_dir", "process_results"]
@@ -56,7 +56,7 @@ def process_results(
     configuration; default: the best run at the largest k). Returns the files
     written, report.html last.
     """
-    results = load_for_processing(spec)
+    results = load_results(spec)
     name = results.get("name") or Path(results["_path"]).parent.name
     out_dir = plots_dir(name)
     kind = kind_of(results)

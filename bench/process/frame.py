@@ -13,19 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: parameters that name the index family rather than tune it; long and already in the label
-HIDDEN_PARAMS = ("factory", "index_binary_factory")
-
-
-def param_text(params: dict[str, Any] | None) -> str:
-    """`IVF256,Flat nprobe=4, M=16`: the compact form used in legends, tables and labels.
-
-    A factory string is its own name (the key adds nothing but width); it comes first.
-    """
-    params = params or {}
-    named = [str(params[k]) for k in HIDDEN_PARAMS if k in params]
-    rest = ", ".join(f"{k}={v}" for k, v in params.items() if k not in HIDDEN_PARAMS)
-    return " ".join(part for part in (*named, rest) if part)
+from bench.results.record import index_mb, param_text, score, score_field
 
 
 def series_name(run: dict[str, Any]) -> str:
@@ -53,6 +41,9 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
             if not isinstance(value, dict | list):
                 row[f"extra.{name}"] = value
         row["series"] = series_name(r)
+        row["score"] = score(r)
+        row["score_field"] = score_field(r)
+        row["index_mb"] = index_mb(r)
         shown = param_text(build) or "default build"
         row["build_label"] = f"{row['series']} [{shown}]"
         row["config"] = " ".join(
@@ -65,29 +56,13 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
     for col in ("status", "qps", "recall", "build_time_s", "k", "extractor"):
         if col not in df:
             df[col] = np.nan
-    if "hit_rate" in df:
-        df["score"] = df["hit_rate"].fillna(df["recall"])
-    else:
-        df["score"] = df["recall"]
-    df["index_mb"] = index_mb(df)
+    df["score"] = pd.to_numeric(df["score"], errors="coerce")
+    df["index_mb"] = pd.to_numeric(df["index_mb"], errors="coerce")
     return df
 
 
-def index_mb(df: pd.DataFrame) -> pd.Series:
-    """Index size in MB: the worker's USS growth, else the backend's own estimate.
-
-    USS growth is what the index really cost this process; a backend estimate is
-    used only where the measurement is missing or non-positive (allocator noise
-    on tiny indexes).
-    """
-    nan = pd.Series(np.nan, index=df.index)
-    uss = pd.to_numeric(df["index_uss_bytes"], errors="coerce") if "index_uss_bytes" in df else nan
-    own = pd.to_numeric(df["index_bytes"], errors="coerce") if "index_bytes" in df else nan
-    return uss.where(uss > 0, own).astype(float) / 1e6
-
-
 def score_label(df: pd.DataFrame) -> str:
-    if "hit_rate" in df and df["hit_rate"].notna().any():
+    if "score_field" in df and (df["score_field"] == "hit_rate").any():
         return "hit-rate recall"
     return "recall (tie-aware)"
 

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from bench.core.files import atomic_write_bytes
-from bench.process.frame import param_text
 from bench.process.galleries import GallerySet
 from bench.results import now_iso
+from bench.results.record import param_text
 
 #: (file-name pattern, section, caption); the first match describes a figure
 FIGURES: list[tuple[str, str, str]] = [

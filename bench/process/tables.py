@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from bench.core.files import atomic_write_bytes
-from bench.process.frame import param_text
 from bench.process.plots import THRESHOLDS
+from bench.results.record import param_text
 
 COLUMNS = ["k", "series", "min_score", "qps", "score", "build_time_s", "index_mb",
            "build_params", "query_params", "run_id"]

@@ -24,7 +24,7 @@ from bench.core.paths import cache_root
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
-from bench.results import ResultsFile, now_iso, run_key
+from bench.results import ResultsFile, now_iso, param_text, run_key
 from bench.run.executors.task import BuildTask, Failure, PointResult, QueryPoint
 from bench.run.kinds import kind_of
 from bench.run.measure import environment
@@ -259,7 +259,7 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
             judge = make_judge(loaded, fs)
             for bp in loaded.builds:
                 what = f"{fs.extractor + ' / ' if fs.extractor else ''}{bp.label}"
-                bar.update(task, description=f"{what} {_short(bp.build)}")
+                bar.update(task, description=f"{what} {param_text(bp.build)}")
                 run_build(loaded, fs, bp, results, judge, options,
                           on_point=lambda: bar.advance(task))
     return results
@@ -282,7 +282,3 @@ def _save_items(results: ResultsFile, fs: FeatureSet) -> None:
                              "queries": rows(fs.query_items)})
     results.data["dataset"]["feature_sets"][key]["items_file"] = str(
         path.relative_to(results.path.parent))
-
-
-def _short(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items() if k not in ("factory",))

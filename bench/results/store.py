@@ -1,4 +1,4 @@
-"""results.json: schema, atomic writes, loading, run keys.
+"""results.json: schema, atomic writes, the one loader (with schema upgrades).
 
 The file is rewritten atomically (temp file + fsync + rename) after every
 finished build, so a run killed at any moment, even with SIGKILL, leaves either
@@ -10,32 +10,30 @@ written before the record that points at them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_json
-from bench.core.fingerprint import fingerprint_obj
 from bench.core.paths import results_root
 
 SCHEMA_VERSION = 1
+#: the oldest schema still read; older files get one line asking for a re-run
+OLDEST_SCHEMA = 1
+#: schema version -> function returning the results in the next version's shape. Schema
+#: 1 is the first published one, so there is nothing to upgrade yet; schema 2 adds an
+#: ``_upgrade_1_to_2`` here and every reader (run's resume, process, compare) gets it.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
 def results_dir(name: str) -> Path:
     return results_root() / name
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def run_key(
-    *, extractor: str | None, algorithm: str, build: dict[str, Any], query: dict[str, Any],
-    k: int, mode: str, threads: int,
-) -> str:
-    return fingerprint_obj(
-        {"extractor": extractor, "algorithm": algorithm, "build": build, "query": query,
-         "k": k, "mode": mode, "threads": threads}
-    )[:20]
 
 
 class ResultsFile:
@@ -94,13 +92,47 @@ def load_results(spec: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise BenchError(f"{path}: not valid JSON: {exc}") from None
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if schema is None:
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text; not a featbench results file") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict) or "schema" not in data:
         raise BenchError(f"{path}: no 'schema' field; not a featbench results file")
+    data = _upgraded(data, path)
+    data["_path"] = str(path)
+    return data
+
+
+def _upgraded(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Check the version and shape every reader relies on, upgrading older files.
+
+    A wrongly typed file gets one line naming the field here, instead of a KeyError
+    deep inside a plot, the gate or a resumed run.
+    """
+    schema = data.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise BenchError(f"{path}: field 'schema' must be an integer, got {schema!r}")
     if schema > SCHEMA_VERSION:
         raise BenchError(
             f"{path}: schema version {schema} is newer than this featbench supports "
             f"({SCHEMA_VERSION}); upgrade featbench"
         )
-    data["_path"] = str(path)
+    if schema < OLDEST_SCHEMA:
+        raise BenchError(
+            f"{path}: results schema {schema} is too old; featbench reads schema "
+            f"{OLDEST_SCHEMA} to {SCHEMA_VERSION}: re-run `bench run` to rewrite it"
+        )
+    while schema < SCHEMA_VERSION:
+        data = UPGRADES[schema](data)
+        schema += 1
+        data["schema"] = schema
+    runs = data.get("runs", [])
+    if not isinstance(runs, list):
+        raise BenchError(f"{path}: field 'runs' must be a list of run records")
+    for i, run in enumerate(runs):
+        missing = [f for f in ("algorithm", "k", "label", "status")
+                   if not isinstance(run, dict) or f not in run]
+        if missing:
+            raise BenchError(f"{path}: runs[{i}] lacks {', '.join(missing)} (schema {schema})")
+    data.setdefault("runs", runs)
     return data
