@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.algorithms import register
-from bench.algorithms.base import Backend
+from bench.algorithms.base import Backend, add_chunks
 from bench.core.errors import BenchError
 
 _METRICS = {"euclidean": "euclidean", "angular": "angular", "ip": "dot"}
@@ -66,8 +66,11 @@ class AnnoyBackend(Backend):
             self._path = self._temp_path()
             self.index.on_disk_build(self._path)
         add = self.index.add_item
-        for i, row in enumerate(data.tolist()):
-            add(i, row)
+        i = 0
+        for chunk in add_chunks(data):  # a Python list of the whole database is ~8x its size
+            for row in chunk.tolist():
+                add(i, row)
+                i += 1
         self.index.build(self.n_trees, n_jobs=self.threads)
         if self._path is not None:
             self._size = os.path.getsize(self._path)

@@ -8,6 +8,10 @@ easy to review against the library's own documentation.
 Data conventions (the harness guarantees them before calling a backend):
 - float metrics get C-contiguous float32 arrays; ``angular`` data is already
   L2-normalised, so inner product on it equals cosine similarity;
+- ``build`` gets the database as a read-only memory map of the prepared cache file
+  (``np.memmap``), not a private copy: add it to the library in chunks
+  (``add_chunks``); a library that insists on one contiguous array in memory makes
+  that copy itself, and it is the only one (it counts as index memory, honestly);
 - ``hamming`` gets packed uint8 codes of shape (n, dim // 8), MSB first;
   ``dim`` is then the number of bits.
 - ``search`` returns (distances, ids), both of shape (n_queries, k); ids are
@@ -19,6 +23,7 @@ Data conventions (the harness guarantees them before calling a backend):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,6 +100,20 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release resources (temporary files, threads)."""
+
+
+#: bytes of data handed to a library per ``add`` call (a view of the memory map when the
+#: data is float32 already, so a chunk costs no memory of its own)
+ADD_CHUNK_BYTES = 64 << 20
+
+
+def add_chunks(data: np.ndarray, chunk_bytes: int = ADD_CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """Consecutive row blocks of ``data`` of about ``chunk_bytes`` each (views, not copies:
+    slices of a memory map stay memory maps)."""
+    row_bytes = max(1, int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize)
+    rows = max(1, chunk_bytes // row_bytes)
+    for start in range(0, len(data), rows):
+        yield data[start : start + rows]
 
 
 def training_sample(data: np.ndarray, size: int | None, seed: int) -> np.ndarray:

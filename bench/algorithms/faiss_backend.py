@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bench.algorithms import register
-from bench.algorithms.base import Backend, training_sample
+from bench.algorithms.base import Backend, add_chunks, training_sample
 from bench.core.errors import BenchError
 
 
@@ -67,12 +67,17 @@ class FaissBackend(Backend):
         faiss.omp_set_num_threads(threads)
 
     def build(self, data: np.ndarray) -> None:
+        """Train on a sample, then add the (memory-mapped) data in chunks of about
+        ``ADD_CHUNK_BYTES``: a float32 chunk is a view of the map, not a copy, so the
+        library's own storage is the only full copy in memory."""
+        import faiss
+
         if not self.index.is_trained:
             train = training_sample(data, self.train_size, self.seed)
             self.index.train(np.ascontiguousarray(train, dtype=np.float32))
-        chunk = 1 << 18
-        for start in range(0, len(data), chunk):
-            self.index.add(np.ascontiguousarray(data[start : start + chunk], dtype=np.float32))
+        _reserve_codes(faiss, self.index, len(data))
+        for chunk in add_chunks(data):
+            self.index.add(np.ascontiguousarray(chunk, dtype=np.float32))
 
     def set_query_params(self, **params: Any) -> None:
         import faiss
@@ -114,6 +119,22 @@ class FaissBackend(Backend):
 
         index = faiss.index_gpu_to_cpu(self.index) if self.device != "cpu" else self.index
         return int(faiss.serialize_index(index).nbytes)
+
+
+def _reserve_codes(faiss: Any, index: Any, n: int) -> None:
+    """Size a flat code array (Flat, SQ, PQ) for all ``n`` rows before chunked adds.
+
+    Each ``add`` grows the library's vector; past its capacity it reallocates and copies,
+    so for a moment the old and the new array are both resident (measured: a 512 MB Flat
+    index peaked at 670-770 MB when added in chunks). Resizing to the final size and back
+    to zero keeps the capacity, so every add then fills it in place."""
+    try:
+        flat = faiss.downcast_index(index)
+    except Exception:  # pragma: no cover - an index type faiss cannot downcast
+        return
+    if isinstance(flat, faiss.IndexFlatCodes) and flat.ntotal == 0 and n > 0:
+        flat.codes.resize(n * flat.code_size)
+        flat.codes.resize(0)
 
 
 def _to_gpus(faiss: Any, index: Any, device: str, gpus: int | None, shard: bool) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.algorithms import register
-from bench.algorithms.base import Backend, pad_results
+from bench.algorithms.base import Backend, add_chunks, pad_results
 from bench.core.errors import BenchError
 
 _SPACES = {"euclidean": "l2", "angular": "ip", "ip": "ip"}
@@ -46,8 +46,11 @@ class HnswlibBackend(Backend):
             max_elements=max(n, 1), ef_construction=self.ef_construction, M=self.M,
             random_seed=self.seed,
         )
-        if n:
-            self.index.add_items(data, np.arange(n), num_threads=self.threads)
+        start = 0
+        for chunk in add_chunks(data):
+            self.index.add_items(chunk, np.arange(start, start + len(chunk)),
+                                 num_threads=self.threads)
+            start += len(chunk)
         self._count = n
         self.index.set_ef(self.ef)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bench.algorithms import register
-from bench.algorithms.base import Backend
+from bench.algorithms.base import Backend, add_chunks
 from bench.core.errors import BenchError, MissingDependencyError
 
 _METRICS = {"euclidean": "l2sq", "angular": "ip", "ip": "ip", "hamming": "hamming"}
@@ -65,8 +65,11 @@ class USearchBackend(Backend):
             connectivity=self.connectivity, expansion_add=self.expansion_add,
             expansion_search=self.expansion_search,
         )
-        if len(data):
-            self.index.add(np.arange(len(data), dtype=np.uint64), data, threads=self.threads)
+        start = 0
+        for chunk in add_chunks(data):
+            self.index.add(np.arange(start, start + len(chunk), dtype=np.uint64), chunk,
+                           threads=self.threads)
+            start += len(chunk)
 
     def set_query_params(self, *, expansion_search: int | None = None, **unknown: Any) -> None:
         if unknown:

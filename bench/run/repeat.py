@@ -24,7 +24,8 @@ from bench.run.runner import RunOptions, run_experiment
 
 #: fields that vary from one measurement to the next; the median of each is kept
 TIMING_FIELDS = ("qps", "search_time_s", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms",
-                 "latency_p99_ms", "build_time_s", "index_uss_bytes", "peak_rss_bytes")
+                 "latency_p99_ms", "build_time_s", "index_uss_bytes", "peak_rss_bytes",
+                 "peak_anon_bytes")
 SCORE_FIELDS = ("recall", "id_recall", "recall_p5", "recall_min", "hit_rate")
 
 

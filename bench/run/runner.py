@@ -188,6 +188,7 @@ def run_build(
         elif kind == "done":
             for record in this_build:
                 record["peak_rss_bytes"] = payload["peak_rss_bytes"]
+                record["peak_anon_bytes"] = payload.get("peak_anon_bytes")
             results.save()
     missing = [p for p in points if p.run_id not in finished]
     for point in missing:  # the worker vanished without a word

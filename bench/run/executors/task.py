@@ -40,6 +40,8 @@ class BuildTask:
 @dataclass
 class BuildReport:
     build_time_s: float
+    #: growth of the worker's anonymous (private, non-file) memory over the build; the
+    #: results.json name is kept, but file pages of the memory-mapped data never count
     index_uss_bytes: int
     index_bytes: int | None
 

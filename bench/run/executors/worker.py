@@ -14,17 +14,25 @@ from typing import Any
 
 import numpy as np
 
+from bench.core.memory import anonymous_bytes
 from bench.run.executors.task import BuildReport, BuildTask, Failure, PointResult
-from bench.run.measure import peak_rss_bytes, time_search, uss_bytes
+from bench.run.measure import peak_rss_bytes, time_search
 
 Send = Callable[[tuple[str, Any]], None]
 
 
-def _load(path: str) -> np.ndarray:
-    # memory-mapped from the cache, then copied once into private memory *before*
-    # the baseline measurement, so page-cache residency of the file never counts
-    # as index memory
-    return np.ascontiguousarray(np.load(path, mmap_mode="r"))
+def _load_database(path: str) -> np.ndarray:
+    """The database as a read-only memory map of the prepared cache file, never copied:
+    a backend adds it in chunks (or, if its library insists on one array in memory, makes
+    that one copy itself). Index memory is the growth of anonymous memory, so the file's
+    pages in the page cache never count as index memory."""
+    return np.load(path, mmap_mode="r")
+
+
+def _load_queries(path: str) -> np.ndarray:
+    # small beside the database; private memory taken before the baseline, so timed
+    # searches never fault pages in from the file (and slice plain arrays, not memmaps)
+    return np.array(np.load(path, mmap_mode="r"))
 
 
 def run_task(task: BuildTask, send: Send) -> None:
@@ -33,15 +41,16 @@ def run_task(task: BuildTask, send: Send) -> None:
     from bench.algorithms import registry
 
     with threadpool_limits(limits=task.threads):
-        database = _load(task.database_path)
-        queries = _load(task.queries_path)
+        database = _load_database(task.database_path)
+        queries = _load_queries(task.queries_path)
         cls = registry.get(task.algorithm)
         build_params = dict(task.build)
         import inspect
 
         if "seed" in inspect.signature(cls.__init__).parameters and "seed" not in build_params:
             build_params["seed"] = task.seed
-        before = uss_bytes()
+        before = anonymous_bytes()
+        peak_anon = before
         try:
             backend = cls(task.metric, task.dim, **build_params)
             backend.set_threads(task.threads)
@@ -52,7 +61,9 @@ def run_task(task: BuildTask, send: Send) -> None:
             send(("failure", Failure("failed", "build", _one_line(exc), None)))
             send(("traceback", traceback.format_exc()))
             return
-        index_uss = max(0, uss_bytes() - before)
+        after = anonymous_bytes()
+        peak_anon = max(peak_anon, after)
+        index_uss = max(0, after - before)
         try:
             own = backend.index_bytes()
         except Exception:
@@ -70,8 +81,9 @@ def run_task(task: BuildTask, send: Send) -> None:
                 continue
             send(("point", PointResult(point, timing.summary(len(queries)), timing.repeats_s,
                                        timing.ids, timing.distances, extra)))
+        peak_anon = max(peak_anon, anonymous_bytes())
         backend.close()
-        send(("done", {"peak_rss_bytes": peak_rss_bytes()}))
+        send(("done", {"peak_rss_bytes": peak_rss_bytes(), "peak_anon_bytes": peak_anon}))
 
 
 def _one_line(exc: BaseException) -> str:
