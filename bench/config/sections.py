@@ -13,6 +13,35 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, mod
 from bench.core.options import StrictInt, StrictOptions
 
 
+class ScoreNorm(StrictOptions):
+    """Score normalisation (ISC 2021): each prediction's similarity minus ``beta`` times the
+    similarity of the query's ``n``-th nearest neighbour in the dataset's background set."""
+
+    beta: float = 1.0
+    n: StrictInt = Field(10, ge=1)
+
+
+class PooledOptions(StrictOptions):
+    """Pooled copy-detection scoring (µAP, recall at precision) of identity runs."""
+
+    enabled: bool = True
+    #: predictions per query: its first ``predictions`` results (default: all k returned)
+    predictions: StrictInt | None = Field(None, ge=1)
+    #: keep only the highest-scoring ``cap`` predictions over all queries (ISC: 500K / 50K)
+    cap: StrictInt | None = Field(None, ge=1)
+    at_precision: list[float] = Field(default_factory=lambda: [0.9])
+    #: also score with normalised similarities (needs a dataset with a background set)
+    normalise: ScoreNorm | None = None
+    #: at most this many points of each pooled PR curve in the record
+    curve_points: StrictInt = Field(200, ge=2)
+
+    @model_validator(mode="after")
+    def _precisions(self) -> PooledOptions:
+        if not self.at_precision or not all(0 < p <= 1 for p in self.at_precision):
+            raise ValueError("at_precision: expected precisions in (0, 1]")
+        return self
+
+
 class RelevanceOptions(StrictOptions):
     """The ``relevance:`` mapping of an experiment (a bare string sets only ``mode``)."""
 
@@ -36,6 +65,8 @@ class RelevanceOptions(StrictOptions):
     by: list[str] | None = None
     #: at most this many points of the PR curve in the record (evenly spaced ranks)
     pr_points: StrictInt = Field(100, ge=2)
+    #: identity mode: pooled µAP / recall at precision beside the per-query hit rate
+    pooled: PooledOptions = Field(default_factory=PooledOptions)
 
     @model_validator(mode="before")
     @classmethod

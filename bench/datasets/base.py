@@ -36,6 +36,9 @@ class VectorData:
     database_items: list[Item] | None = None
     query_items: list[Item] | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    #: a separate set that never enters the database: score normalisation and
+    #: descriptor post-processing are fitted on it (copy detection, issue #17)
+    background: np.ndarray | None = None
 
 
 @dataclass
@@ -44,6 +47,8 @@ class ItemData:
     queries: list[Item]
     modality: str = "image"  # "image" or "text"
     description: dict[str, Any] = field(default_factory=dict)
+    #: the dataset's ``background:`` items (never in the database), see VectorData
+    background: list[Item] = field(default_factory=list)
 
 
 @dataclass

@@ -190,15 +190,22 @@ def procedural_image(index: int, seed: int, size: int = 256) -> Image.Image:
     return _shapes(rng, img) if kind >= 2 else img
 
 
-def _write_distractors(indices: list[int], folder: Path, seed: int, size: int) -> int:
+#: procedural images from these indices on are never database distractors (at most
+#: 100,000): sources of negative queries, and the background set
+NEGATIVE_START, BACKGROUND_START = 100_000, 200_000
+
+
+def _write_distractors(indices: list[int], folder: Path, seed: int, size: int,
+                       start: int = 0) -> int:
     for i in indices:
-        save_png(procedural_image(i, seed, size), folder / f"{i:05d}.png")
+        save_png(procedural_image(start + i, seed, size), folder / f"{i:05d}.png")
     return len(indices)
 
 
 def generate_distractors(folder: Path, n: int, seed: int, size: int, workers: int,
-                         progress: bool) -> None:
-    """Files 00000.png .. (n-1); existing ones are kept, so a larger n only adds files."""
+                         progress: bool, start: int = 0) -> None:
+    """Files 00000.png .. (n-1) (procedural images start .. start+n-1); existing ones are
+    kept, so a larger n only adds files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,10 +218,11 @@ def generate_distractors(folder: Path, n: int, seed: int, size: int, workers: in
         task = bar.add_task("distractors", total=len(todo))
         if workers <= 1:
             for block in blocks:
-                bar.advance(task, _write_distractors(block, folder, seed, size))
+                bar.advance(task, _write_distractors(block, folder, seed, size, start))
             return
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_write_distractors, b, folder, seed, size) for b in blocks]
+            futures = [pool.submit(_write_distractors, b, folder, seed, size, start)
+                       for b in blocks]
             for fut in futures:
                 bar.advance(task, fut.result())
 
@@ -227,6 +235,14 @@ class CopydetectMiniOptions(StrictOptions):
     attacks: list[str] | None = Field(None, description="subset of the 58 attacks")
     workers: int | None = Field(None, ge=1, description="generation processes (default: cores)")
     progress: bool = True
+    negatives: int = Field(0, ge=0, le=10_000, description=(
+        "procedural images outside the database whose attacks join the queries: queries "
+        "without a match (negatives of the pooled copy-detection metrics)"))
+    holdout: list[str] | None = Field(None, description=(
+        "sample photos left out of the database; their attacks stay queries (negatives)"))
+    background: int = Field(0, ge=0, le=100_000, description=(
+        "procedural images in a separate background set (never in the database): score "
+        "normalisation and post-processing are fitted on it"))
 
 
 @register("copydetect-mini")
@@ -264,9 +280,13 @@ class CopydetectMini(Dataset):
                              workers, o.progress)
 
         names = {name for name, _ in photos}
+        held = set(o.holdout or ())
+        if held - names:
+            raise BenchError(f"copydetect-mini: holdout {sorted(held - names)[0]!r} is not one "
+                             f"of the photos used: {', '.join(sorted(names))}")
         originals = [it for it in folder_items(originals_dir, "mini", "stem", ids="stem",
                                                what="copydetect-mini originals")
-                     if it.path is not None and it.path.stem in names]
+                     if it.path is not None and it.path.stem in names - held]
         wanted = {f"{n}_{a}" for n in names for a in attacks}
         queries = [it for it in folder_items(attacks_dir, "mini", "prefix", ids="stem",
                                              what="copydetect-mini attacks")
@@ -275,7 +295,40 @@ class CopydetectMini(Dataset):
         if o.n_distractors:
             distractors = folder_items(distractors_dir, "mini-distractor", "stem", ids="stem",
                                        limit=o.n_distractors, what="copydetect-mini distractors")
+        negatives = self._negatives(root, attacks, workers) if o.negatives else []
+        background: list = []
+        if o.background:
+            bg_dir = root / f"background-{o.distractor_size}-seed{seed}"
+            generate_distractors(bg_dir, o.background, seed, o.distractor_size, workers,
+                                 o.progress, start=BACKGROUND_START)
+            background = folder_items(bg_dir, "mini-background", "stem", ids="stem",
+                                      limit=o.background, what="copydetect-mini background")
         database = originals + distractors
-        return ItemData(database, queries, description=describe(
+        queries = queries + negatives
+        return ItemData(database, queries, background=background, description=describe(
             self.registered_name, database, queries, n_originals=len(originals),
-            n_distractors=len(distractors), generator=GENERATOR_VERSION, cache=str(root)))
+            n_distractors=len(distractors), generator=GENERATOR_VERSION, cache=str(root),
+            holdout=sorted(held), n_negative_sources=o.negatives,
+            n_background=len(background)))
+
+    def _negatives(self, root: Path, attacks: tuple[str, ...], workers: int) -> list:
+        """Attacks of procedural images that are not in the database (negatives)."""
+        o: CopydetectMiniOptions = self.options  # type: ignore[assignment]
+        seed = self.context.seed
+        src = root / f"negatives-{o.distractor_size}-seed{seed}"
+        dst = root / f"negative-attacks-{o.distractor_size}-seed{seed}"
+        src.mkdir(parents=True, exist_ok=True)
+        sources = []
+        for j in range(o.negatives):
+            out = src / f"neg{j:05d}.png"
+            if not out.exists():
+                save_png(procedural_image(NEGATIVE_START + j, seed, o.distractor_size), out)
+            sources.append(out)
+        report = write_attacks(src, dst, seed, workers, o.progress, attacks=attacks,
+                               overwrite=False, sources=sources)
+        if report.skipped:
+            raise BenchError(f"copydetect-mini: could not read {report.skipped[0][0]}")
+        wanted = {f"neg{j:05d}_{a}" for j in range(o.negatives) for a in attacks}
+        return [it for it in folder_items(dst, "mini-negative", "prefix", ids="stem",
+                                          what="copydetect-mini negatives")
+                if it.path is not None and it.path.stem in wanted]

@@ -41,6 +41,7 @@ class FeatureSet:
     description: dict[str, Any] = field(default_factory=dict)
     gt_ids: np.ndarray | None = None
     gt_dist: np.ndarray | None = None  # float64 exact distances of gt_ids
+    background: np.ndarray | None = None  # prepared like the database; never searched
 
     @property
     def dim(self) -> int:
@@ -109,6 +110,9 @@ def prepare_vectors(
         atomic_save_npy(db_path, db_p)
     if not q_path.exists():
         atomic_save_npy(q_path, q_p)
+    background = None
+    if data.background is not None and len(data.background):
+        background = _prepare_array(data.background, metric, f"{source} background{suffix}")
     source_neighbors = None
     if neighbors is not None and (data.metric is None or data.metric == metric):
         source_neighbors = np.asarray(neighbors, dtype=np.int64)
@@ -121,7 +125,9 @@ def prepare_vectors(
         description={**data.description, "n_database": len(db_p), "n_queries": len(q_p),
                      "dim": int(db_p.shape[1]) * (8 if metric == "hamming" else 1),
                      "dtype": str(db_p.dtype), "fingerprint": fp,
-                     "declared_metric": data.metric},
+                     "declared_metric": data.metric,
+                     **({"n_background": len(background)} if background is not None else {})},
+        background=background,
     )
 
 
@@ -148,13 +154,17 @@ def extract_item_features(
     dataset_fp = fingerprint_obj(items.description)
     out = []
     skipped: list[tuple[str, str]] = []
-    for part, part_items in (("database", items.database), ("queries", items.queries)):
+    parts = [("database", items.database), ("queries", items.queries)]
+    if items.background:
+        parts.append(("background", items.background))
+    for part, part_items in parts:
         got = extract(extractor, part_items, cache_dir=cache_dir,
                       dataset_fingerprint=f"{dataset_fp}-{part}", progress=progress)
         kept_items = [part_items[i] for i in np.asarray(got.kept)]
         out.append((got.features, kept_items))
         skipped.extend(got.skipped)
-    (db, db_items), (q, q_items) = out
+    (db, db_items), (q, q_items) = out[:2]
+    background = np.asarray(out[2][0]) if len(out) > 2 else None
     # Datasets list originals before distractors, and libraries break distance ties
     # towards lower ids: with coarse distances (64-bit hashes) that order alone
     # would lift recall@1 of an unshuffled database. A seeded permutation makes
@@ -167,5 +177,6 @@ def extract_item_features(
         description={**items.description, "extractor": extractor.fingerprint(),
                      "database_shuffle_seed": seed,
                      "binary_codes": db.dtype == np.uint8 and extractor.family == "binary"},
+        background=background,
     )
     return data, skipped

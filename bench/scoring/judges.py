@@ -89,7 +89,17 @@ def make_judge(loaded: Any, fs: Any) -> Judge | None:
         excluded = database_rows(db_items, [None if s is None else str(s) for s in sources],
                                  what="query source")
         rel = rel.without(excluded)
-    return RelevanceJudge(rel, opts, exp.ks, q_items, excluded=excluded, sample=sample)
+    judge = RelevanceJudge(rel, opts, exp.ks, q_items, excluded=excluded, sample=sample)
+    if opts.mode == "identity" and opts.pooled.enabled:
+        from bench.scoring.copy_detection import PooledScorer
+
+        families = ([str(it.attrs.get("family", "")) for it in q_items]
+                    if any("family" in it.attrs for it in q_items) else None)
+        judge.pooled = PooledScorer(
+            opts.pooled, database=fs.database, queries=fs.queries, metric=fs.metric,
+            n_relevant=judge.n_relevant, background=getattr(fs, "background", None),
+            families=families, where=str(loaded.source))
+    return judge
 
 
 def _resolve(loaded: Any, path: str) -> Path:
@@ -195,6 +205,8 @@ class RelevanceJudge:
         if opts.dedupe:
             rel.item_keys()  # fail now, not after the first build, when dedupe cannot work
         self.rows = _sample_rows(rel.n_queries, sample) if sample else None
+        #: pooled copy-detection scoring (bench.scoring.copy_detection), identity mode
+        self.pooled: Any = None
         keys = opts.by if opts.by is not None else [
             key for key in DEFAULT_BREAKDOWN if any(key in it.attrs for it in query_items)]
         self.breakdown = {key: [str(it.attrs.get(key, "")) for it in query_items] for key in keys}
@@ -215,7 +227,8 @@ class RelevanceJudge:
         cuts = self.cutoffs(k)
         top = max(cuts)
         check_no_duplicates(np.asarray(ids)[:, :k])
-        ranking = self.ranking(np.asarray(ids)[:, :k])[:, :top]
+        full = self.ranking(np.asarray(ids)[:, :k])
+        ranking = full[:, :top]
         mask = self.rel.relevant_mask(ranking)
         n_rel = self.n_relevant
         per_query: dict[str, np.ndarray] = {}
@@ -238,6 +251,9 @@ class RelevanceJudge:
         if self.excluded is not None or self.opts.dedupe:
             out["short_rankings"] = short
         out["pr_curve"] = self._pr(mask)
+        if self.pooled is not None:
+            full_mask = mask if full.shape[1] == top else self.rel.relevant_mask(full)
+            out.update(self.pooled.scores(full, full_mask))
         for key, labels in self.breakdown.items():
             out[f"hit_rate_by_{key}"] = _none_for_nan(
                 grouped_mean(per_query[f"hit_rate@{top}"], labels))
