@@ -32,7 +32,11 @@ def _loaded(tmp_path: Path, relevance: object, ks: list[int], query_sample: dict
 
 
 def _fs(db: list[Item], queries: list[Item]) -> SimpleNamespace:
-    return SimpleNamespace(database_items=db, query_items=queries)
+    # vectors too: identity judges score pooled µAP from exact distances
+    rng = np.random.default_rng(0)
+    return SimpleNamespace(database_items=db, query_items=queries, metric="euclidean",
+                           database=rng.standard_normal((len(db), 2)).astype(np.float32),
+                           queries=rng.standard_normal((len(queries), 2)).astype(np.float32))
 
 
 def _composed_items() -> tuple[list[Item], list[Item]]:
@@ -103,6 +107,10 @@ def test_identity_judge_keeps_the_copy_detection_keys(tmp_path: Path) -> None:
     assert out["queries_without_original"] == 1
     assert out["hit_rate_by_attack"] == {"crop_50": 1.0, "jpeg_50": 1.0}
     assert out["hit_rate_by_family"] == {"compression": 1.0, "geometry": 1.0}
+    # pooled view: q3's two predictions are false positives, not left out
+    assert (out["positive_queries"], out["negative_queries"], out["predictions"]) == (2, 1, 6)
+    assert out["pooled_pr"]["recall"][-1] == 1.0
+    assert out["pooled_pr"]["precision"][-1] == pytest.approx(2 / 6, abs=1e-6)
 
 
 def test_dedupe_before_the_cutoff(tmp_path: Path) -> None:
