@@ -75,6 +75,10 @@ def dataset(metric: str) -> tuple[np.ndarray, np.ndarray]:
     if metric == "angular":  # the harness normalises angular data before any backend sees it
         data /= np.linalg.norm(data, axis=1, keepdims=True)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    if metric == "jensen-shannon":  # positive rows scaled to sum 1, as the harness does
+        data, queries = np.exp(data / 4), np.exp(queries / 4)
+        data /= data.sum(axis=1, keepdims=True)
+        queries /= queries.sum(axis=1, keepdims=True)
     return data, queries
 
 
@@ -89,6 +93,12 @@ def exact_distances(data: np.ndarray, queries: np.ndarray, metric: str) -> np.nd
         b = np.unpackbits(data, axis=1).astype(np.int64)
         return (a[:, None, :] != b[None, :, :]).sum(-1).astype(np.float64)
     q, x = queries.astype(np.float64), data.astype(np.float64)
+    if metric in ("l1", "jensen-shannon"):  # scipy: code independent of the harness
+        from scipy.spatial.distance import cdist
+
+        if metric == "l1":
+            return cdist(q, x, "cityblock")
+        return cdist(q, x, "jensenshannon") ** 2
     if metric == "euclidean":
         return np.sqrt(((q[:, None, :] - x[None, :, :]) ** 2).sum(-1))
     dots = q @ x.T

@@ -170,7 +170,7 @@ def test_dimension_mismatch_and_bad_metric() -> None:
     with pytest.raises(BenchError, match="uint8"):
         exact_knn(db, db[:2], 2, "hamming")
     with pytest.raises(BenchError, match="unknown metric"):
-        exact_knn(db, db[:2], 2, "manhattan")
+        exact_knn(db, db[:2], 2, "chebyshev")
 
 
 def test_cache_hit_and_larger_k_serves_smaller(tmp_path: Path) -> None:

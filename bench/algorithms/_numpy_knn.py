@@ -6,13 +6,17 @@ per-candidate work is a handful of array operations instead of a Python loop.
 
 Distances follow the convention of the other backends: euclidean = L2 distance,
 angular = 1 - cosine (data arrive normalised), ip = -inner product, hamming =
-number of differing bits. Ties are broken by the lower id, so results are
-deterministic.
+number of differing bits, l1 and jensen-shannon as in bench.groundtruth.blockwise
+(whose float64 scoring they share: neither has a product form). Ties are broken by
+the lower id, so results are deterministic.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from bench.core.distances import BLOCKWISE_METRICS
+from bench.groundtruth import blockwise
 
 #: upper bound on the elements of one temporary distance block (64 MiB of float32)
 BLOCK_ELEMENTS = 1 << 24
@@ -46,6 +50,8 @@ def distance_block(
     """Distances of every query to every database row, shape (m, n)."""
     if metric == "hamming":
         return _hamming_block(data, queries).astype(np.float32)
+    if metric in BLOCKWISE_METRICS:
+        return blockwise.block_scores(queries, data, metric).astype(np.float32)
     dots = queries @ data.T
     if metric == "euclidean":
         assert norms is not None
@@ -84,7 +90,9 @@ def exact_knn(
     out_i = np.full((m, k), -1, dtype=np.int64)
     if n == 0 or m == 0:
         return out_d, out_i
-    step = max(1, BLOCK_ELEMENTS // max(n, 1))
+    # block-wise metrics hold a float64 block and its float32 copy: a quarter as many rows
+    budget = BLOCK_ELEMENTS // (4 if metric in BLOCKWISE_METRICS else 1)
+    step = max(1, budget // max(n, 1))
     for start in range(0, m, step):
         block = distance_block(data, norms, queries[start : start + step], metric)
         out_d[start : start + step], out_i[start : start + step] = topk_rows(block, k)
@@ -132,6 +140,10 @@ def pair_distances(
         qi, di = q_idx[s : s + step], ids[s : s + step]
         if metric == "hamming":
             out[s : s + step] = _popcount(queries[qi] ^ data[di]).sum(axis=1, dtype=np.int32)
+            continue
+        if metric in BLOCKWISE_METRICS:
+            out[s : s + step] = blockwise.pair_distances(data[di][:, None, :], queries[qi],
+                                                         metric)[:, 0]
             continue
         dots = np.einsum("ij,ij->i", queries[qi], data[di])
         if metric == "euclidean":

@@ -27,12 +27,13 @@ from bench.algorithms import register
 from bench.algorithms.base import Backend, add_chunks
 from bench.core.errors import BenchError
 
-_METRICS = {"euclidean": "euclidean", "angular": "angular", "ip": "dot"}
+#: Annoy calls L1 "manhattan"; its distances are already L1
+_METRICS = {"euclidean": "euclidean", "angular": "angular", "ip": "dot", "l1": "manhattan"}
 
 
 @register("annoy")
 class AnnoyBackend(Backend):
-    metrics = ("euclidean", "angular", "ip")
+    metrics = ("euclidean", "angular", "ip", "l1")
     query_params_doc = {
         "search_k": "tree nodes inspected per query; -1 = n_trees * k (the library default)"
     }

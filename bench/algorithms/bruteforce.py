@@ -16,7 +16,7 @@ from bench.algorithms.base import Backend
 
 @register("bruteforce")
 class BruteForceBackend(Backend):
-    metrics = ("euclidean", "angular", "ip", "hamming")
+    metrics = ("euclidean", "angular", "ip", "hamming", "l1", "jensen-shannon")
     exact = True
     accurate_params = {"build": {}, "query": {}}
 

@@ -19,7 +19,7 @@ from bench.core.errors import BenchError
 
 @register("faiss")
 class FaissBackend(Backend):
-    metrics = ("euclidean", "angular", "ip")
+    metrics = ("euclidean", "angular", "ip", "l1", "jensen-shannon")
     open_query_params = True  # anything faiss.ParameterSpace understands
     query_params_doc = {
         "nprobe": "IVF lists visited per query",
@@ -48,7 +48,7 @@ class FaissBackend(Backend):
         self.factory = factory
         self.train_size = train_size
         self.seed = seed
-        faiss_metric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+        faiss_metric = faiss_metric_of(faiss, metric)
         try:
             self.index = faiss.index_factory(dim, factory, faiss_metric)
         except RuntimeError as exc:
@@ -72,6 +72,8 @@ class FaissBackend(Backend):
         library's own storage is the only full copy in memory."""
         import faiss
 
+        if self.metric == "jensen-shannon":
+            refuse_zero_components(data, "database")
         if not self.index.is_trained:
             train = training_sample(data, self.train_size, self.seed)
             self.index.train(np.ascontiguousarray(train, dtype=np.float32))
@@ -101,12 +103,16 @@ class FaissBackend(Backend):
         return self.finish(self.index.search(queries, k))
 
     def search_raw(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.metric == "jensen-shannon":  # one comparison per value: noise next to JS
+            refuse_zero_components(queries, "queries")
         return self.index.search(queries, k)
 
     def finish(self, raw: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         sims, ids = raw
         if self.metric == "euclidean":
             dist = np.sqrt(np.maximum(sims, 0))
+        elif self.metric in ("l1", "jensen-shannon"):
+            dist = sims  # already distances, in the harness convention
         elif self.metric == "angular":
             dist = 1.0 - sims
         else:
@@ -135,6 +141,29 @@ def _reserve_codes(faiss: Any, index: Any, n: int) -> None:
     if isinstance(flat, faiss.IndexFlatCodes) and flat.ntotal == 0 and n > 0:
         flat.codes.resize(n * flat.code_size)
         flat.codes.resize(0)
+
+
+def faiss_metric_of(faiss: Any, metric: str) -> int:
+    """The Faiss metric constant of a canonical metric name (angular: inner product
+    on the unit vectors the harness prepares)."""
+    return {"euclidean": faiss.METRIC_L2, "angular": faiss.METRIC_INNER_PRODUCT,
+            "ip": faiss.METRIC_INNER_PRODUCT, "l1": faiss.METRIC_L1,
+            "jensen-shannon": faiss.METRIC_JensenShannon}[metric]
+
+
+def refuse_zero_components(data: np.ndarray, what: str) -> None:
+    """Faiss' Jensen-Shannon computes 0 * log(0) as NaN, and a NaN distance drops the
+    row from every result (found by test: a query with one zero got no neighbours);
+    the bruteforce backend treats 0 log 0 as 0 and serves such data."""
+    for start in range(0, len(data), 65536):  # a memory map: never a full-size temporary
+        zero = np.asarray(data[start : start + 65536]) == 0
+        if not zero.any():
+            continue
+        row = start + int(np.nonzero(zero.any(axis=1))[0][0])
+        raise BenchError(
+            f"faiss: metric jensen-shannon: {what} row {row} has a zero component, which "
+            "Faiss scores as NaN (0 log 0); use the bruteforce backend or features > 0"
+        )
 
 
 def _to_gpus(faiss: Any, index: Any, device: str, gpus: int | None, shard: bool) -> Any:

@@ -2,7 +2,8 @@
 
 ``angular`` uses hnswlib's ``ip`` space: the harness has already normalised the
 vectors, so 1 - inner product is the cosine distance, and hnswlib's ``cosine``
-space would only normalise every query a second time.
+space would only normalise every query a second time. hnswlib has no L1 or
+Jensen-Shannon space, so those metrics are refused when the experiment loads.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """From a dataset to the prepared feature sets that backends search.
 
 One feature set per extractor (or one for vector datasets). Preparing means:
-validate (NaN, dimension, dtype), L2-normalise for angular, convert to
+validate (NaN, dimension, dtype), L2-normalise for angular, scale rows to sum 1
+for jensen-shannon, convert to
 C-contiguous float32 (or packed uint8 codes for hamming), and save once to the
 cache as .npy so every worker memory-maps the same bytes instead of receiving
 a pickle. Exact ground truth and its float64 distances travel with the set.
@@ -71,8 +72,25 @@ def _prepare_array(array: np.ndarray, metric: str, what: str) -> np.ndarray:
                 bad = start + int(np.nonzero(norms[:, 0] == 0)[0][0])
                 raise BenchError(f"{what}: row {bad} is a zero vector, which has no angle")
             block = block / norms
+        elif metric == "jensen-shannon":
+            block = _distributions(block, start, what)
         out[start : start + len(block)] = block
     return out
+
+
+def _distributions(block: np.ndarray, start: int, what: str) -> np.ndarray:
+    """Rows scaled to sum 1: Jensen-Shannon compares distributions (Faiss does not
+    scale, so unscaled rows would make its figures and ours disagree)."""
+    if (block < 0).any():
+        bad = start + int(np.nonzero((block < 0).any(axis=1))[0][0])
+        raise BenchError(f"{what}: row {bad} has negative values; metric jensen-shannon "
+                         "needs non-negative features")
+    sums = block.sum(axis=1, keepdims=True, dtype=np.float64)
+    if (sums == 0).any():
+        bad = start + int(np.nonzero(sums[:, 0] == 0)[0][0])
+        raise BenchError(f"{what}: row {bad} is all zeros, which is no distribution "
+                         "(metric jensen-shannon)")
+    return (block / sums).astype(np.float32)
 
 
 def prepare_vectors(

@@ -6,7 +6,10 @@ Distance conventions (shared by ``exact_knn`` and ``exact_distances``):
 - ``angular``: 1 - dot. The harness L2-normalises angular data before it gets
   here, so this is 1 - cosine; un-normalised input gives 1 - dot, not cosine;
 - ``ip``: -dot, so that smaller is better for every metric;
-- ``hamming``: number of differing bits between packed uint8 codes.
+- ``hamming``: number of differing bits between packed uint8 codes;
+- ``l1``: cityblock distance; ``jensen-shannon``: JS divergence (natural logs) of
+  rows the harness has scaled to sum 1 (see bench.core.distances). These two have
+  no product form and are scored block by block in float64 (blockwise.py).
 
 Ranking is ascending distance with ties broken by the smaller database id, so
 the ground truth is deterministic even on data with duplicate vectors.
@@ -38,8 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bench.core.distances import canonical_metric
+from bench.core.distances import BLOCKWISE_METRICS, canonical_metric
 from bench.core.errors import BenchError
+from bench.groundtruth import blockwise
 from bench.groundtruth.topk import _ID_MASK, _SENTINEL, _select
 
 #: queries x database rows per float32 product block (16 MiB of scores). Each thread
@@ -50,6 +54,8 @@ QUERY_BLOCK = 512
 DB_BLOCK = 8192
 #: hamming has no BLAS product; smaller blocks keep the XOR temporaries small
 HAMMING_QUERY_BLOCK = 256
+#: l1 / jensen-shannon: float64 score blocks of 256 x 8192 (16 MiB)
+BLOCKWISE_QUERY_BLOCK = 256
 #: queries held in memory as float32 at once; the database is re-read per chunk
 QUERY_CHUNK_BYTES = 256 << 20
 #: database rows sampled to centre euclidean data
@@ -103,6 +109,8 @@ def _database_block(block: np.ndarray, metric: str, centre: np.ndarray | None) -
     """
     if metric == "hamming":
         return _words(block)
+    if metric in BLOCKWISE_METRICS:
+        return np.asarray(block, dtype=np.float64)
     x = np.asarray(block, dtype=np.float32)  # no copy for a float32 memmap
     if centre is None:
         return x  # angular / ip: the queries carry the minus sign
@@ -115,6 +123,8 @@ def _database_block(block: np.ndarray, metric: str, centre: np.ndarray | None) -
 def _query_chunk(queries: np.ndarray, metric: str, centre: np.ndarray | None) -> np.ndarray:
     if metric == "hamming":
         return _words(queries)
+    if metric in BLOCKWISE_METRICS:
+        return np.asarray(queries, dtype=np.float64)
     q = np.asarray(queries, dtype=np.float32)
     if centre is not None:
         out = np.ones((len(q), q.shape[1] + 1), dtype=np.float32)
@@ -166,7 +176,7 @@ def exact_knn(
     if k < 1:
         raise BenchError(f"k must be at least 1, got {k}")
     nq = len(queries)
-    qb = HAMMING_QUERY_BLOCK if metric == "hamming" else QUERY_BLOCK
+    qb = _query_block(metric)
     workers = max(1, threads or len(os.sched_getaffinity(0)))
     workers = min(workers, max(1, -(-nq // qb)))  # at least one query block each
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
@@ -187,6 +197,12 @@ def exact_knn(
                 for future in [pool.submit(run, lo, hi) for lo, hi in ranges]:
                     future.result()
     return out_d, out_i
+
+
+def _query_block(metric: str) -> int:
+    if metric == "hamming":
+        return HAMMING_QUERY_BLOCK
+    return BLOCKWISE_QUERY_BLOCK if metric in BLOCKWISE_METRICS else QUERY_BLOCK
 
 
 def _shared_progress(progress: Progress | None, total: int) -> Callable[[int], None]:
@@ -212,8 +228,8 @@ def _knn_range(
     """Exact neighbours of queries[lo:hi], written into out_d / out_i[lo:hi]."""
     n = len(database)
     m = min(n, k + (0 if metric == "hamming" else MARGIN)) if n else 1
-    qb = HAMMING_QUERY_BLOCK if metric == "hamming" else QUERY_BLOCK
-    row_bytes = max(1, queries.shape[1]) * 4
+    qb = _query_block(metric)
+    row_bytes = max(1, queries.shape[1]) * (8 if metric in BLOCKWISE_METRICS else 4)
     chunk = max(qb, QUERY_CHUNK_BYTES // row_bytes // qb * qb)
     for c0 in range(lo, hi, chunk):
         c1 = min(hi, c0 + chunk)
@@ -228,6 +244,10 @@ def _knn_range(
                 qs = q[b0 : b0 + qb]
                 if metric == "hamming":
                     scores = _hamming_scores(qs, x)
+                elif metric in BLOCKWISE_METRICS:
+                    out = score_buf[: len(qs) * len(x)].reshape(len(qs), len(x))
+                    out[...] = blockwise.block_scores(qs, x, metric)
+                    scores = out
                 else:
                     out = score_buf[: len(qs) * len(x)].reshape(len(qs), len(x))
                     scores = np.matmul(qs, x.T, out=out)
@@ -297,6 +317,8 @@ def exact_distances(
         q = np.asarray(queries[b0 : b0 + step])
         if metric == "hamming":
             d = np.bitwise_count(x ^ q[:, None, :]).sum(axis=2, dtype=np.int64)
+        elif metric in BLOCKWISE_METRICS:
+            d = blockwise.pair_distances(x, q, metric)
         elif metric == "euclidean":
             diff = np.subtract(x, q[:, None, :], dtype=np.float64)
             d = np.sqrt(np.einsum("bkd,bkd->bk", diff, diff))

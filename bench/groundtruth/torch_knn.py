@@ -173,8 +173,12 @@ def exact_knn_device(database: np.ndarray, queries: np.ndarray, k: int, metric: 
     only if float32 rounding moved it past ``margin`` others, far beyond the 1e-6
     relative error of a float32 distance.
     """
+    from bench.core.distances import BLOCKWISE_METRICS
     from bench.groundtruth.exact import exact_distances
 
+    if metric in BLOCKWISE_METRICS:
+        raise BenchError(f"ground_truth.device {device}: metric {metric} has no device path; "
+                         "use ground_truth: {device: cpu}")
     n = len(database)
     wide = min(n, k + (0 if metric == "hamming" else margin))  # Hamming is exact in int
     index = DeviceIndex(database, metric, resolve_device(device))
