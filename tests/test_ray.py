@@ -203,7 +203,8 @@ def test_distributed_extraction_matches_store_and_resumes_per_shard(local_ray,
     pos, feats, skipped = _extract_shard(extractor, shards[0], [items[i] for i in shards[0]])
     entry = entry_path(extractor, items, cache, "d")
     width, dtype = store._output_spec(extractor)
-    writer = store._ChunkWriter(entry / "chunks", 0, width, dtype)
+    rows = store._open_rows(entry, len(items), width, dtype)  # features go into its rows
+    writer = store._ChunkWriter(entry / "chunks", 0, rows)
     writer.add(pos, feats, skipped)
     writer.flush()
     # same size and mtime, other content: recomputing shard 0 would now skip these items

@@ -95,6 +95,10 @@ def extract_features_ray(
     if len(done):
         logger.info("features %s: resuming, %d of %d items already done", name, len(done),
                     len(items))
+    rows = store._open_rows(entry, len(items), width, dtype)
+    if not chunk_dir.is_dir():  # the row file was unusable and its chunks are gone
+        chunks, done = [], set()
+        todo = split(len(items), n_shards)
     next_index = 1 + max((int(f.stem) for f in chunks), default=-1)
     if todo:
         ray = ensure_ray()
@@ -111,7 +115,7 @@ def extract_features_ray(
                 for p, reason in skipped:
                     logger.warning("skipped %s (%s): %s", items[p].id,
                                    items[p].path or "text", reason)
-                writer = store._ChunkWriter(chunk_dir, next_index, width, dtype)
+                writer = store._ChunkWriter(chunk_dir, next_index, rows)
                 writer.add(positions, feats, skipped)
                 writer.flush()  # one atomic chunk file per shard: the unit of resumption
                 next_index = writer.index
@@ -120,6 +124,7 @@ def extract_features_ray(
     if len(done) != len(items):
         raise BenchError(f"features {name}: Ray tasks reported {len(done)} of {len(items)} "
                          "items; every item must be extracted or skipped")
-    store._assemble(entry, chunks, items, width, dtype)
+    store._assemble(entry, chunks, items, rows)
+    del rows
     shutil.rmtree(chunk_dir, ignore_errors=True)
     return store._load(entry)

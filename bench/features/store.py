@@ -4,10 +4,12 @@ A cache entry is keyed by the caller's dataset fingerprint, a fingerprint of the
 items themselves (ids, paths, sizes, mtimes, texts) and the extractor's
 fingerprint, so a changed file or option never reuses stale features.
 
-Extraction writes chunks (positions, features, skipped) atomically as it goes;
-a restarted extraction reads the chunks already there and only does the rest.
-When everything is done the chunks are assembled, in item order, into one .npy
-that is memory-mapped on every later use, and the chunks are removed.
+Extraction writes each batch's features straight into a memory-mapped row file
+(one row per item, in item order) and, as it goes, atomic chunk files of the
+positions done and skipped; a restarted extraction reads the chunks already
+there and only does the rest. When everything is done the row file becomes the
+entry's .npy (renamed; copied block by block only to squeeze out skipped items),
+memory-mapped on every later use, and the chunks are removed.
 
 Unreadable items (corrupt or truncated images, zero-byte files, missing files)
 are skipped with a warning naming the file and reported to the caller; they
@@ -161,15 +163,40 @@ def default_pipeline(extractor: Extractor, items: Sequence[Item], on_batch: OnBa
 
 # --- chunked, resumable storage ------------------------------------------------------
 
-class _ChunkWriter:
-    """Buffers batches and writes them as atomic chunk files of about CHUNK items."""
+ROWS_FILE = "rows.npy"  # (n_items, width) memory map the features are written into
 
-    def __init__(self, folder: Path, start_index: int, width: int, dtype: np.dtype) -> None:
+
+def _open_rows(entry: Path, n_items: int, width: int, dtype: np.dtype) -> np.memmap:
+    """The entry's row file: one row per item, written in place as batches arrive.
+
+    Features go straight into this memory map (page cache, written back by the kernel),
+    never into a list of arrays: 500,000 x 4,096 float32 features would otherwise be
+    8 GB in the driver twice over (the list, then its concatenation). A file left by
+    an interrupted run is reopened, so the rows its chunk files cover are kept."""
+    entry.mkdir(parents=True, exist_ok=True)
+    path = entry / ROWS_FILE
+    if path.is_file():
+        try:
+            rows = np.load(path, mmap_mode="r+")
+            if rows.shape == (n_items, width) and rows.dtype == dtype:
+                return rows
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(entry / "chunks", ignore_errors=True)  # rows unusable: so are chunks
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n_items, width))
+
+
+class _ChunkWriter:
+    """Writes batches into the row file and records, every CHUNK items or so, an atomic
+    chunk file of the positions done (and skipped), after the rows are flushed: a chunk
+    file on disk means its rows are on disk."""
+
+    def __init__(self, folder: Path, start_index: int, rows: np.memmap) -> None:
         self.folder = folder
         self.index = start_index
-        self.width, self.dtype = width, dtype
+        self.rows = rows
+        self.width, self.dtype = rows.shape[1], rows.dtype
         self.pos: list[np.ndarray] = []
-        self.feats: list[np.ndarray] = []
         self.skipped: list[tuple[int, str]] = []
         self.count = 0
 
@@ -181,8 +208,10 @@ class _ChunkWriter:
                 f"extractor returned features of shape {features.shape} for {len(positions)} "
                 f"items; expected ({len(positions)}, {self.width})"
             )
-        self.pos.append(np.asarray(positions, np.int64))
-        self.feats.append(features.astype(self.dtype, copy=False))
+        positions = np.asarray(positions, np.int64)
+        if len(positions):
+            self.rows[positions] = features.astype(self.dtype, copy=False)
+        self.pos.append(positions)
         self.skipped.extend(skipped)
         self.count += len(positions) + len(skipped)
         if self.count >= CHUNK:
@@ -191,20 +220,19 @@ class _ChunkWriter:
     def flush(self) -> None:
         if not self.count:
             return
+        self.rows.flush()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.index:06d}.npz"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
         np.savez(
             tmp,
             positions=np.concatenate(self.pos) if self.pos else np.zeros(0, np.int64),
-            features=(np.concatenate(self.feats) if self.feats
-                      else np.zeros((0, self.width), self.dtype)),
             skipped_pos=np.asarray([p for p, _ in self.skipped], np.int64),
             skipped_reason=np.asarray([r for _, r in self.skipped], dtype=str),
         )
         os.replace(tmp, path)
         self.index += 1
-        self.pos, self.feats, self.skipped, self.count = [], [], [], 0
+        self.pos, self.skipped, self.count = [], [], 0
 
 
 def _read_chunks(folder: Path) -> tuple[list[Path], set[int]]:
@@ -220,28 +248,41 @@ def _read_chunks(folder: Path) -> tuple[list[Path], set[int]]:
     return files, done
 
 
-def _assemble(entry: Path, chunks: list[Path], items: Sequence[Item], width: int,
-              dtype: np.dtype) -> None:
+#: rows copied at once when skipped items are squeezed out of the row file
+_COPY_BYTES = 64 << 20
+
+
+def _assemble(entry: Path, chunks: list[Path], items: Sequence[Item],
+              rows: np.memmap) -> None:
+    """features.npy from the row file: renamed as it is when no item was skipped (no
+    copy at all), else the kept rows copied block by block into a new memory map."""
     from bench.core.files import atomic_save_npy, atomic_write_json
 
-    entry.mkdir(parents=True, exist_ok=True)
     kept_parts, skipped = [], []
     for f in chunks:
         with np.load(f, allow_pickle=False) as z:
             kept_parts.append(z["positions"])
+            if "features" in z.files:  # a chunk written by an older store version
+                rows[z["positions"]] = z["features"]
             skipped += list(zip(z["skipped_pos"].tolist(), z["skipped_reason"].tolist(),
                                 strict=True))
     kept = np.unique(np.concatenate(kept_parts)) if kept_parts else np.zeros(0, np.int64)
-    row_of = np.full(len(items), -1, np.int64)
-    row_of[kept] = np.arange(len(kept))
-    tmp = entry / f".features.{os.getpid()}.tmp.npy"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(kept), width))
-    for f in chunks:
-        with np.load(f, allow_pickle=False) as z:
-            out[row_of[z["positions"]]] = z["features"]
-    out.flush()
-    del out
-    os.replace(tmp, entry / "features.npy")
+    rows.flush()
+    rows_path = entry / ROWS_FILE
+    if len(kept) == len(items):
+        os.replace(rows_path, entry / "features.npy")
+    else:
+        tmp = entry / f".features.{os.getpid()}.tmp.npy"
+        width = rows.shape[1]
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=rows.dtype,
+                                        shape=(len(kept), width))
+        step = max(1, _COPY_BYTES // max(1, width * rows.dtype.itemsize))
+        for start in range(0, len(kept), step):
+            out[start : start + step] = rows[kept[start : start + step]]
+        out.flush()
+        del out
+        os.replace(tmp, entry / "features.npy")
+        rows_path.unlink(missing_ok=True)
     atomic_save_npy(entry / "kept.npy", kept.astype(np.int64))
     skipped.sort()
     meta = {"version": STORE_VERSION, "n_items": len(items), "n_kept": int(len(kept)),
@@ -301,7 +342,11 @@ def extract_features(
     if len(done):
         logger.info("features %s: resuming, %d of %d items already done", name, len(done),
                     len(items))
-    writer = _ChunkWriter(chunk_dir, len(chunks), width, dtype)
+    rows = _open_rows(entry, len(items), width, dtype)
+    if not chunk_dir.is_dir():  # the row file was unusable and its chunks are gone
+        chunks, done = [], set()
+        todo = np.arange(len(items), dtype=np.int64)
+    writer = _ChunkWriter(chunk_dir, len(chunks), rows)
     with _progress(len(items), len(done), f"features {name}", progress) as bar:
         task = bar.task_ids[0]
 
@@ -327,6 +372,6 @@ def extract_features(
             f"features {name}: the pipeline reported {len(done)} of {len(items)} items; "
             "every item must be extracted or skipped"
         )
-    _assemble(entry, chunks, items, width, dtype)
+    _assemble(entry, chunks, items, rows)
     shutil.rmtree(chunk_dir, ignore_errors=True)
     return _load(entry)
