@@ -28,6 +28,7 @@ from pydantic import (
 from bench.config.clustering import ClusteringOptions
 from bench.config.compare import Tolerances
 from bench.config.sections import QuerySample, RelevanceOptions
+from bench.config.timing import TimingOptions
 from bench.config.yaml_loader import load_yaml, read_text
 from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
@@ -73,7 +74,7 @@ class GroundTruthOptions(StrictOptions):
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:\d+)?)$")
 
 
-class Experiment(StrictOptions):
+class Experiment(TimingOptions):
     name: str
     #: search (index benchmarks) or clustering (how well features group identities)
     kind: Literal["search", "clustering"] = "search"
@@ -91,7 +92,6 @@ class Experiment(StrictOptions):
     query_sample: QuerySample | None = None
     mode: Literal["batch", "single"] = "batch"
     threads: StrictInt = Field(1, ge=1)
-    runs: StrictInt = Field(3, ge=1)
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: StrictInt | None = Field(None, ge=1)

@@ -25,7 +25,7 @@ from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
 from bench.results import ResultsFile, now_iso, param_text, run_key
-from bench.run.executors.task import BuildTask, Failure, PointResult, QueryPoint
+from bench.run.executors.task import BuildTask, Failure, PointResult, QueryPoint, TimingPlan
 from bench.run.kinds import kind_of
 from bench.run.measure import environment
 from bench.run.progress import progress_bar
@@ -150,7 +150,7 @@ def run_build(
     task = BuildTask(
         algorithm=bp.algorithm, build=bp.build, points=points, metric=fs.metric, dim=fs.dim,
         database_path=str(fs.database_path), queries_path=str(fs.queries_path), mode=exp.mode,
-        runs=exp.runs, threads=exp.threads, seed=exp.seed, timeout_s=bp.timeout,
+        timing=TimingPlan.of(exp), threads=exp.threads, seed=exp.seed, timeout_s=bp.timeout,
         memory_limit_bytes=limit,
     )
     build_info: dict[str, Any] = {}
@@ -161,7 +161,7 @@ def run_build(
         if kind == "built":
             build_info = {"build_time_s": payload.build_time_s,
                           "index_uss_bytes": payload.index_uss_bytes,
-                          "index_bytes": payload.index_bytes}
+                          "index_bytes": payload.index_bytes, "probe": payload.probe}
         elif kind == "point":
             record = _point_record(loaded, fs, bp, payload, build_info, results, judge)
             this_build.append(record)

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.config.timing import TimingOptions
+
 
 @dataclass
 class QueryPoint:
@@ -18,6 +20,25 @@ class QueryPoint:
     params: dict[str, Any]
     k: int
     run_id: str
+
+
+_DEFAULT = TimingOptions()
+
+
+@dataclass
+class TimingPlan:
+    """How each query point is timed (the experiment's timing fields; see bench.run.stats)."""
+
+    runs: int = _DEFAULT.runs  # at least this many samples per point
+    min_sample_s: float = _DEFAULT.min_sample_s  # each sample lasts at least this long
+    target_ci: float = _DEFAULT.target_ci  # stop when the median's 95 % CI is within +-this
+    max_point_s: float = _DEFAULT.max_point_s  # ... or when the point spent this long
+    counter: str = _DEFAULT.counter  # time | instructions
+
+    @classmethod
+    def of(cls, options: TimingOptions) -> TimingPlan:
+        return cls(options.runs, options.min_sample_s, options.target_ci,
+                   options.max_point_s, options.counter)
 
 
 @dataclass
@@ -30,7 +51,7 @@ class BuildTask:
     database_path: str
     queries_path: str
     mode: str
-    runs: int
+    timing: TimingPlan
     threads: int
     seed: int
     timeout_s: float
@@ -44,13 +65,14 @@ class BuildReport:
     #: results.json name is kept, but file pages of the memory-mapped data never count
     index_uss_bytes: int
     index_bytes: int | None
+    probe: dict[str, float] = field(default_factory=dict)  # the worker's calibration probe
 
 
 @dataclass
 class PointResult:
     point: QueryPoint
-    timing: dict[str, float]
-    repeats_s: list[float]
+    timing: dict[str, Any]  # qps, statistics, samples and latency percentiles
+    repeats_s: list[float]  # seconds per pass over the queries, one per sample
     ids: np.ndarray
     distances: np.ndarray
     extra: dict[str, float] = field(default_factory=dict)

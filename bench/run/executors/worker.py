@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.core.memory import anonymous_bytes
 from bench.run.executors.task import BuildReport, BuildTask, Failure, PointResult
-from bench.run.measure import peak_rss_bytes, time_search
+from bench.run.measure import PointSampler, calibration_probe, peak_rss_bytes, round_robin
 
 Send = Callable[[tuple[str, Any]], None]
 
@@ -49,6 +49,7 @@ def run_task(task: BuildTask, send: Send) -> None:
 
         if "seed" in inspect.signature(cls.__init__).parameters and "seed" not in build_params:
             build_params["seed"] = task.seed
+        probe = calibration_probe()
         before = anonymous_bytes()
         peak_anon = before
         try:
@@ -68,22 +69,48 @@ def run_task(task: BuildTask, send: Send) -> None:
             own = backend.index_bytes()
         except Exception:
             own = None
-        send(("built", BuildReport(build_time, index_uss, own)))
-        for point in task.points:
-            try:
-                backend.set_query_params(**point.params)
-                timing = time_search(backend.search_raw, queries, point.k, mode=task.mode,
-                                     runs=task.runs, finish=backend.finish)
-                extra = backend.extra_metrics()
-            except Exception as exc:
-                send(("failure", Failure("failed", "search", _one_line(exc), point)))
-                send(("traceback", traceback.format_exc()))
-                continue
-            send(("point", PointResult(point, timing.summary(len(queries)), timing.repeats_s,
-                                       timing.ids, timing.distances, extra)))
+        send(("built", BuildReport(build_time, index_uss, own, probe)))
+        _measure_points(backend, task, queries, send)
         peak_anon = max(peak_anon, anonymous_bytes())
         backend.close()
         send(("done", {"peak_rss_bytes": peak_rss_bytes(), "peak_anon_bytes": peak_anon}))
+
+
+def _measure_points(backend: Any, task: BuildTask, queries: np.ndarray, send: Send) -> None:
+    """Warm up every point, then sample them round-robin; each point is reported as
+    soon as its stop rule holds."""
+    samplers: dict[int, PointSampler] = {}
+    for i, point in enumerate(task.points):
+        sampler = PointSampler(
+            backend.search_raw, queries, point.k, task.mode, task.timing,
+            prepare=lambda p=point: backend.set_query_params(**p.params),
+            finish=backend.finish)
+        try:
+            sampler.warm_up()
+        except Exception as exc:
+            _fail(send, exc, point)
+            continue
+        samplers[i] = sampler
+    order = list(samplers)
+
+    def failed(j: int, exc: Exception) -> None:
+        _fail(send, exc, task.points[order[j]])
+
+    for j in round_robin([samplers[i] for i in order], on_error=failed):
+        point, sampler = task.points[order[j]], samplers[order[j]]
+        try:
+            extra = backend.extra_metrics()  # of the point's last sample
+        except Exception as exc:
+            _fail(send, exc, point)
+            continue
+        assert sampler.ids is not None and sampler.distances is not None
+        send(("point", PointResult(point, sampler.summary(), sampler.repeats_s(),
+                                   sampler.ids, sampler.distances, extra)))
+
+
+def _fail(send: Send, exc: Exception, point: Any) -> None:
+    send(("failure", Failure("failed", "search", _one_line(exc), point)))
+    send(("traceback", traceback.format_exc()))
 
 
 def _one_line(exc: BaseException) -> str:
