@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.algorithms import registry
 from bench.run.executors.local import run_in_worker
-from bench.run.executors.task import BuildTask, QueryPoint
+from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
 from bench.run.measure import time_search
 
 K = 10
@@ -55,7 +55,8 @@ def bench_qps(algorithm: str, build: dict[str, Any], name: str, values: list[Any
     points = [QueryPoint(i, {name: v}, K, f"{algorithm}-{v}") for i, v in enumerate(values)]
     task = BuildTask(
         algorithm=algorithm, build=build, points=points, metric="euclidean", dim=dim,
-        database_path=paths[0], queries_path=paths[1], mode=mode, runs=runs, threads=1,
+        database_path=paths[0], queries_path=paths[1], mode=mode,
+        timing=TimingPlan(runs=runs), threads=1,
         seed=SEED, timeout_s=600, memory_limit_bytes=None,
     )
     out = {}

@@ -17,7 +17,7 @@ import pytest
 
 from bench.algorithms import registry
 from bench.run.executors.local import _anonymous, run_in_worker, run_inline
-from bench.run.executors.task import BuildTask, QueryPoint
+from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="anonymous memory: Linux")
 
@@ -52,7 +52,8 @@ def _task(algorithm: str, build: dict[str, Any], paths: tuple[str, str], dim: in
           metric: str = "euclidean", limit: int | None = None) -> BuildTask:
     return BuildTask(
         algorithm=algorithm, build=build, points=[QueryPoint(0, {}, 5, "r0")], metric=metric,
-        dim=dim, database_path=paths[0], queries_path=paths[1], mode="batch", runs=1,
+        dim=dim, database_path=paths[0], queries_path=paths[1], mode="batch",
+        timing=TimingPlan(runs=1),
         threads=1, seed=0, timeout_s=300, memory_limit_bytes=limit,
     )
 
