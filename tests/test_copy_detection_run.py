@@ -106,6 +106,18 @@ def test_identity_run_records_hit_rate_and_pooled_metrics(tmp_path):
     assert set(by) == {"compression", "filter", "rotation", "crop", "text"}
     assert run["pooled"]["normalise"] == {"beta": 1.0, "n": 3}
 
+    # report: both views in one table, pooled PR curves and µAP by family drawn
+    from bench.process import process_results
+
+    written = process_results(results.path)
+    names = {p.name for p in written}
+    assert {"pooled_pr.png", "uap_by_family.png", "copy_detection.csv"} <= names
+    html = next(p for p in written if p.name == "report.html").read_text()
+    table = html.split('id="copy-detection-table"')[1].split("</table>")[0]
+    for column in ("hit_rate@1", "uap", "recall@p90", "uap_norm", "recall@p90_norm"):
+        assert f"<th>{column}</th>" in table
+    assert f"{run['uap']:.4f}" in table and f"{run['uap_norm']:.4f}" in table
+
 
 def test_pooled_scorer_against_a_naive_loop():
     from bench.config.sections import PooledOptions

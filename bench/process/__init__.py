@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bench.core.files import atomic_write_bytes
 from bench.core.paths import plots_root
+from bench.process.copydetect import copy_detection_outputs
 from bench.process.frame import ok_runs, runs_frame, score_label
 from bench.process.galleries import SELECT_MODES, GalleryOptions, gallery_outputs
 from bench.process.identity import identity_outputs
@@ -73,6 +74,7 @@ def process_results(
     ok = ok_runs(df)
     label = score_label(ok) if not ok.empty else "recall"
     views = []
+    copy_detection = None
     if ok.empty:
         notes.append("No finished runs with a score: nothing to plot.")
         _warn(console, f"{name}: no finished runs to plot")
@@ -88,6 +90,8 @@ def process_results(
         query_items = _first_query_items(results)
         written += identity_outputs(ok, raw, query_items, out_dir, colors, **kw)
         written += pr_curves(ok, raw, out_dir / "pr_curves.png", colors, **kw)
+        cd_files, copy_detection = copy_detection_outputs(ok, raw, out_dir, colors, **kw)
+        written += cd_files
     options = GalleryOptions(max_galleries=max_galleries, select=gallery_select, seed=seed,
                              run=gallery_run)
     galleries = gallery_outputs(results, ok, out_dir, options)
@@ -98,7 +102,8 @@ def process_results(
                            f"as grey tiles; first: {g.warnings[0]}")
     written.append(write_report(out_dir, results=results, df=df, written=written,
                                 best_qps=views, score_label=label, galleries=galleries,
-                                notes=notes, embed=self_contained))
+                                notes=notes, embed=self_contained,
+                                copy_detection=copy_detection))
     return written
 
 

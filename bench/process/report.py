@@ -45,9 +45,15 @@ FIGURES: list[tuple[str, str, str]] = [
      "Hit-rate recall per attack family for the best query setting of each build."),
     (r"pr_curves", "Precision-recall",
      "Precision against recall, averaged over queries at every rank cut-off."),
+    (r"pooled_pr", "Copy detection",
+     "Pooled precision-recall (ISC 2021 style): every prediction of every query, queries "
+     "without an original included, sorted by similarity with ties broken pessimistically; "
+     "µAP in the legend, dots at recall for precision 0.9. Right: normalised similarity."),
+    (r"uap_by_family", "Copy detection",
+     "µAP of each attack family's queries (their predictions pooled)."),
 ]
 SECTIONS = ["Recall vs throughput", "Query parameter sweeps", "Build cost", "Attacks",
-            "Precision-recall", "Other"]
+            "Precision-recall", "Copy detection", "Other"]
 GALLERY_SAMPLE = 8
 
 
@@ -182,7 +188,8 @@ def _cell(value: Any) -> str:
 
 def write_report(out_dir: Path, *, results: dict[str, Any], df: pd.DataFrame,
                  written: list[Path], best_qps: list[dict[str, Any]], score_label: str,
-                 galleries: list[GallerySet], notes: list[str], embed: bool = False) -> Path:
+                 galleries: list[GallerySet], notes: list[str], embed: bool = False,
+                 copy_detection: dict[str, Any] | None = None) -> Path:
     import jinja2
 
     env = jinja2.Environment(
@@ -198,6 +205,7 @@ def write_report(out_dir: Path, *, results: dict[str, Any], df: pd.DataFrame,
         sections=figures(written, out_dir, embed), galleries=_gallery_view(galleries, out_dir,
                                                                            embed),
         run_columns=columns, run_rows=body, failed=failed, notes=notes,
+        copy_detection=copy_detection,
         files=sorted(p.relative_to(out_dir).as_posix() for p in written
                      if "galleries" not in p.parts) + ["report.html"],
     )
