@@ -14,15 +14,12 @@ from rich.console import Console
 
 from bench.core.files import atomic_write_bytes
 from bench.core.paths import plots_root
-from bench.process.copydetect import copy_detection_outputs
+from bench.process.copydetect import copy_detection_table, report_rows, write_table
 from bench.process.frame import ok_runs, runs_frame, score_label
 from bench.process.galleries import SELECT_MODES, GalleryOptions, gallery_outputs
-from bench.process.identity import identity_outputs
-from bench.process.plots import ann_plots
-from bench.process.prcurves import pr_curves
+from bench.process.registry import FigureContext, draw_all
 from bench.process.report import write_report
 from bench.process.style import series_colors
-from bench.process.sweeps import build_cost, sweep_plots
 from bench.process.tables import best_qps, report_view, write_best_qps
 from bench.results import load_results
 from bench.run.kinds import kind_of
@@ -66,6 +63,7 @@ def process_results(
     df = runs_frame(results)
     raw = {r["id"]: r for r in results.get("runs", [])}
     written: list[Path] = []
+    captions: dict[Path, tuple[str, str]] = {}
     notes: list[str] = []
     if not df.empty:
         csv_path = out_dir / "runs.csv"
@@ -81,17 +79,18 @@ def process_results(
     else:
         colors = series_colors(list(df["series"].unique()))
         kw = {"title": name, "svg": svg}
-        written += ann_plots(ok, out_dir, colors, label=label, all_points=all_points, **kw)
-        written += sweep_plots(ok, out_dir, colors, label=label, **kw)
-        written += build_cost(ok, out_dir / "build_cost.png", colors, **kw)
         table = best_qps(ok, raw)
+        ctx = FigureContext(ok=ok, raw=raw, results=results, out_dir=out_dir, colors=colors,
+                            label=label, all_points=all_points,
+                            query_items=_first_query_items(results), **kw)
+        drawn = draw_all(ctx)
+        captions = {w.path: (w.section, w.caption) for w in drawn}
+        written += [w.path for w in drawn]
         written.append(write_best_qps(table, out_dir))
         views = report_view(table)
-        query_items = _first_query_items(results)
-        written += identity_outputs(ok, raw, query_items, out_dir, colors, **kw)
-        written += pr_curves(ok, raw, out_dir / "pr_curves.png", colors, **kw)
-        cd_files, copy_detection = copy_detection_outputs(ok, raw, out_dir, colors, **kw)
-        written += cd_files
+        table_cd = copy_detection_table(ok, raw)
+        written += write_table(table_cd, out_dir)
+        copy_detection = report_rows(table_cd)
     options = GalleryOptions(max_galleries=max_galleries, select=gallery_select, seed=seed,
                              run=gallery_run)
     galleries = gallery_outputs(results, ok, out_dir, options)
@@ -103,7 +102,7 @@ def process_results(
     written.append(write_report(out_dir, results=results, df=df, written=written,
                                 best_qps=views, score_label=label, galleries=galleries,
                                 notes=notes, embed=self_contained,
-                                copy_detection=copy_detection))
+                                copy_detection=copy_detection, captions=captions))
     return written
 
 

@@ -161,16 +161,3 @@ def uap_by_family_figure(df: pd.DataFrame, raw: dict[str, dict[str, Any]], path:
         legend_outside(ax, "configuration")
     fig.suptitle(f"{title}: µAP by attack family{note}")
     return save(fig, path, svg=svg)
-
-
-def copy_detection_outputs(df: pd.DataFrame, raw: dict[str, dict[str, Any]], out_dir: Path,
-                           colors: dict, *, title: str, svg: bool
-                           ) -> tuple[list[Path], dict[str, Any] | None]:
-    """Figures and the CSV table; plus the table's rows for report.html."""
-    table = copy_detection_table(df, raw)
-    written = write_table(table, out_dir)
-    written += pooled_pr_figure(df, raw, out_dir / "pooled_pr.png", colors, title=title,
-                                svg=svg)
-    written += uap_by_family_figure(df, raw, out_dir / "uap_by_family.png", colors,
-                                    title=title, svg=svg)
-    return written, report_rows(table)

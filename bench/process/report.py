@@ -9,7 +9,6 @@ no scripts.
 from __future__ import annotations
 
 import base64
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,43 +16,10 @@ import pandas as pd
 
 from bench.core.files import atomic_write_bytes
 from bench.process.galleries import GallerySet
+from bench.process.registry import sections
 from bench.results import now_iso
 from bench.results.record import param_text
 
-#: (file-name pattern, section, caption); the first match describes a figure
-FIGURES: list[tuple[str, str, str]] = [
-    (r"recall_qps_k(\d+)", "Recall vs throughput",
-     "Each line is a series' Pareto front: the runs no other run of the series beats on both "
-     "recall and queries per second. Up and to the right is better; dotted lines mark the "
-     "0.90 / 0.95 / 0.99 levels of the table above."),
-    (r"recall_k", "Recall vs throughput",
-     "Best recall any configuration of a series reached at each k."),
-    (r"recall_vs_(.+)_k(\d+)", "Query parameter sweeps",
-     "Recall (top) and queries per second (bottom) as one query parameter grows, one line "
-     "per build."),
-    (r"build_cost", "Build cost",
-     "Build time and index memory (USS growth of the worker process, else the backend's own "
-     "estimate) of every build."),
-    (r"build_time_k(\d+)", "Build cost",
-     "Build time against the best recall the build reached with any query setting."),
-    (r"index_memory_k(\d+)", "Build cost",
-     "Index memory against the best recall the build reached with any query setting."),
-    (r"attack_heatmap_k(\d+)", "Attacks",
-     "Hit-rate recall per attack type (columns, grouped by family) and configuration (rows); "
-     "cells give the value in %."),
-    (r"family_bars_k(\d+)", "Attacks",
-     "Hit-rate recall per attack family for the best query setting of each build."),
-    (r"pr_curves", "Precision-recall",
-     "Precision against recall, averaged over queries at every rank cut-off."),
-    (r"pooled_pr", "Copy detection",
-     "Pooled precision-recall (ISC 2021 style): every prediction of every query, queries "
-     "without an original included, sorted by similarity with ties broken pessimistically; "
-     "µAP in the legend, dots at recall for precision 0.9. Right: normalised similarity."),
-    (r"uap_by_family", "Copy detection",
-     "µAP of each attack family's queries (their predictions pooled)."),
-]
-SECTIONS = ["Recall vs throughput", "Query parameter sweeps", "Build cost", "Attacks",
-            "Precision-recall", "Copy detection", "Other"]
 GALLERY_SAMPLE = 8
 
 
@@ -63,16 +29,16 @@ def _src(path: Path, out_dir: Path, embed: bool) -> str:
     return path.relative_to(out_dir).as_posix()
 
 
-def figures(paths: list[Path], out_dir: Path, embed: bool) -> list[dict[str, Any]]:
-    by_section: dict[str, list[dict[str, str]]] = {s: [] for s in SECTIONS}
+def figures(paths: list[Path], out_dir: Path, embed: bool,
+            captions: dict[Path, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Figures grouped by the section their registered figure names (bench.process.registry)."""
+    captions = captions or {}
+    by_section: dict[str, list[dict[str, str]]] = {s: [] for s in sections()}
     for path in paths:
         if path.suffix != ".png" or "galleries" in path.parts:
             continue
-        section, caption = "Other", ""
-        for pattern, sec, text in FIGURES:
-            if re.fullmatch(pattern, path.stem):
-                section, caption = sec, text
-                break
+        section, caption = captions.get(path, ("Other", ""))
+        by_section.setdefault(section, [])
         by_section[section].append({"src": _src(path, out_dir, embed), "name": path.name,
                                     "caption": caption})
     return [{"title": s, "figures": f} for s, f in by_section.items() if f]
@@ -189,7 +155,8 @@ def _cell(value: Any) -> str:
 def write_report(out_dir: Path, *, results: dict[str, Any], df: pd.DataFrame,
                  written: list[Path], best_qps: list[dict[str, Any]], score_label: str,
                  galleries: list[GallerySet], notes: list[str], embed: bool = False,
-                 copy_detection: dict[str, Any] | None = None) -> Path:
+                 copy_detection: dict[str, Any] | None = None,
+                 captions: dict[Path, tuple[str, str]] | None = None) -> Path:
     import jinja2
 
     env = jinja2.Environment(
@@ -202,8 +169,8 @@ def write_report(out_dir: Path, *, results: dict[str, Any], df: pd.DataFrame,
     page = env.get_template("report.html.j2").render(
         name=results.get("name", ""), generated=now_iso(), summary=summary(results, df),
         best_qps=best_qps, score_label=score_label,
-        sections=figures(written, out_dir, embed), galleries=_gallery_view(galleries, out_dir,
-                                                                           embed),
+        sections=figures(written, out_dir, embed, captions),
+        galleries=_gallery_view(galleries, out_dir, embed),
         run_columns=columns, run_rows=body, failed=failed, notes=notes,
         copy_detection=copy_detection,
         files=sorted(p.relative_to(out_dir).as_posix() for p in written
