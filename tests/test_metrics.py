@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from bench.core.errors import BenchError
+from bench.scoring.judges import knn_scores
 from bench.scoring.metrics import (
     average_precision,
     check_no_duplicates,
@@ -17,13 +18,10 @@ from bench.scoring.metrics import (
     grouped_mean,
     hit_rate_at_k,
     id_recall,
-    mean_average_precision,
     pr_curve,
     precision_at_k,
     query_mean,
     recall_at_k,
-    recall_summary,
-    relevance_scores,
     tie_aware_recall,
 )
 
@@ -198,18 +196,24 @@ def test_tie_aware_recall_input_errors() -> None:
         tie_aware_recall(np.zeros((1, 3)), np.zeros((1, 2)), 3)
 
 
-def test_recall_summary_shows_the_spread() -> None:
-    # a mean of 0.9 that is a tenth of the queries failing outright
-    per_query = np.array([1.0] * 90 + [0.0] * 10)
-    s = recall_summary(per_query)
-    assert s["recall"] == pytest.approx(0.9)
-    assert s["recall_p50"] == 1.0
-    assert s["recall_p5"] == 0.0
-    assert s["recall_min"] == 0.0
-    assert recall_summary(np.array([0.5, 1.0, np.nan]))["recall"] == pytest.approx(0.75)
-    assert set(recall_summary(per_query, prefix="id_recall")) == {
-        "id_recall", "id_recall_p5", "id_recall_p50", "id_recall_min"}
-    assert math.isnan(recall_summary(np.array([np.nan]))["recall"])
+def test_knn_scores_show_the_spread() -> None:
+    """The record's recall fields come from the production scorer (judges.knn_scores)."""
+    # 100 queries on a 1-d line: the true neighbour of query i is database row i; a run
+    # that returns a wrong id for a tenth of the queries is 0.9 on average, 0 at p5
+    database = np.arange(200, dtype=np.float32)[:, None] * 10
+    queries = database[:100] + 1
+    gt_ids = np.arange(100)[:, None]
+    gt_dist = np.ones((100, 1))
+    ids = gt_ids.copy()
+    ids[:10, 0] = 150
+    out = knn_scores(ids, 1, database=database, queries=queries, gt_ids=gt_ids,
+                     gt_dist=gt_dist, metric="euclidean")
+    assert out["recall"] == pytest.approx(0.9) and out["id_recall"] == pytest.approx(0.9)
+    assert out["recall_p5"] == 0.0 and out["recall_min"] == 0.0
+    with pytest.raises(BenchError, match="twice|duplicate"):
+        knn_scores(np.zeros((100, 2), dtype=np.int64), 2, database=database, queries=queries,
+                   gt_ids=np.zeros((100, 2), dtype=np.int64), gt_dist=np.ones((100, 2)),
+                   metric="euclidean")
 
 
 # --------------------------------------------------------------------- relevance metrics
@@ -249,7 +253,7 @@ def test_average_precision_by_hand() -> None:
     np.testing.assert_allclose(average_precision(MASK, N_REL, cutoff=2), [1 / 3, 0, np.nan, 0])
     np.testing.assert_allclose(
         average_precision(MASK, N_REL, cutoff=2, denominator="min"), [1 / 2, 0, np.nan, 0])
-    m, n_out = mean_average_precision(MASK, N_REL)
+    m, n_out = query_mean(average_precision(MASK, N_REL))
     assert m == pytest.approx(((1 + 2 / 3) / 3 + 0.2 + 0.0) / 3)
     assert n_out == 1
     with pytest.raises(BenchError, match="denominator"):
@@ -278,16 +282,6 @@ def test_pr_curve_by_hand() -> None:
     assert (curve.n_queries, curve.n_excluded) == (2, 1)
     empty = pr_curve(np.zeros((1, 2), dtype=bool), np.array([0]))
     assert empty.n_queries == 0 and np.isnan(empty.precision).all()
-
-
-def test_relevance_scores_record() -> None:
-    out = relevance_scores(MASK, N_REL, [1, 5])
-    assert out["hit_rate@1"] == pytest.approx(1 / 3)
-    assert out["hit_rate@5"] == pytest.approx(2 / 3)
-    assert out["recall@5"] == pytest.approx((2 / 3 + 1 + 0) / 3)
-    assert out["precision@1"] == pytest.approx(1 / 3)
-    assert out["map"] == pytest.approx(((1 + 2 / 3) / 3 + 0.2) / 3)
-    assert out["queries_without_relevant"] == 1
 
 
 def test_more_found_than_exist_is_rejected() -> None:

@@ -15,7 +15,7 @@ Two families live here:
 
 Queries with no relevant item cannot be answered right or wrong, so every
 per-query relevance metric is NaN for them and the means (``query_mean``,
-``relevance_scores``) leave them out and report how many were left out. Counting
+the judges in judges.py) leave them out and report how many were left out. Counting
 them as misses would silently deflate the means (as zeros) and counting them as
 hits would inflate them; leaving them out is what trec_eval does for topics
 without relevance judgements.
@@ -168,22 +168,6 @@ def tie_aware_recall(
     return hit.sum(axis=1).astype(np.float64) / k
 
 
-def recall_summary(per_query: np.ndarray, prefix: str = "recall") -> dict[str, float]:
-    """Mean recall plus its spread over queries, for reports.
-
-    A mean of 0.9 may be every query at 0.9 or a tenth of them at 0; p5 and min
-    tell the two apart. NaN entries (excluded queries) are left out.
-    """
-    v = np.asarray(per_query, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        nan = float("nan")
-        return {prefix: nan, f"{prefix}_p5": nan, f"{prefix}_p50": nan, f"{prefix}_min": nan}
-    p5, p50 = np.percentile(v, [5, 50])
-    return {prefix: float(v.mean()), f"{prefix}_p5": float(p5), f"{prefix}_p50": float(p50),
-            f"{prefix}_min": float(v.min())}
-
-
 # --------------------------------------------------------------------- relevance metrics
 
 
@@ -281,14 +265,6 @@ def query_mean(values: np.ndarray) -> tuple[float, int]:
     return (float(v[defined].mean()) if defined.any() else float("nan")), n_out
 
 
-def mean_average_precision(
-    mask: np.ndarray, n_relevant: np.ndarray, cutoff: int | None = None,
-    denominator: Literal["n_relevant", "min"] = "n_relevant",
-) -> tuple[float, int]:
-    """(mAP over queries with relevant items, number of queries left out)."""
-    return query_mean(average_precision(mask, n_relevant, cutoff, denominator))
-
-
 @dataclass(frozen=True)
 class PRCurve:
     """Mean precision and recall at every rank cut-off 1..K (index 0 is rank 1)."""
@@ -318,25 +294,6 @@ def pr_curve(mask: np.ndarray, n_relevant: np.ndarray) -> PRCurve:
         n_queries=int(keep.sum()),
         n_excluded=int((~keep).sum()),
     )
-
-
-def relevance_scores(
-    mask: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int],
-) -> dict[str, float | int]:
-    """The usual record of one run: hit rate, recall and precision at each k, mAP.
-
-    ``map`` is over the whole ranking given (trec_eval convention, see
-    ``average_precision``); ``queries_without_relevant`` counts the queries left
-    out of every mean.
-    """
-    out: dict[str, float | int] = {}
-    for k in ks:
-        out[f"hit_rate@{k}"] = query_mean(hit_rate_at_k(mask, n_relevant, k))[0]
-        out[f"recall@{k}"] = query_mean(recall_at_k(mask, n_relevant, k))[0]
-        out[f"precision@{k}"] = query_mean(precision_at_k(mask, n_relevant, k))[0]
-    out["map"], n_out = mean_average_precision(mask, n_relevant)
-    out["queries_without_relevant"] = n_out
-    return out
 
 
 # ----------------------------------------------------------------------- ranking helpers
