@@ -69,6 +69,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="local: one isolated worker process per build; inline: in this process "
                    "(debugging, no time or memory limit); ray: a Ray cluster.")
 @click.option("--workers", type=int, default=None, help="Processes for feature extraction.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Build points at once with --executor local; only for experiments with "
+                   "`timing: false` (two timed runs never share the cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run the whole experiment N times and record each figure's median and "
@@ -78,7 +81,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "default: $BENCH_RAY_ADDRESS, else a local Ray instance.")
 @click.pass_context
 def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers: int | None,
-        no_progress: bool, repeat: int, address: str | None) -> None:
+        parallel: int, no_progress: bool, repeat: int, address: str | None) -> None:
     """Run EXPERIMENT (a built-in name or a YAML file) and write results/<name>/results.json.
 
     Features and ground truth are cached; runs already recorded are skipped, so an
@@ -87,7 +90,7 @@ def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers
     from bench.run.runner import RunOptions, run_experiment
 
     options = RunOptions(force=force, executor=executor, progress=not no_progress,
-                         workers=workers)
+                         workers=workers, parallel=parallel)
     if executor == "ray":
         from bench.core.cluster import configure
 

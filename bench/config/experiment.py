@@ -92,6 +92,10 @@ class Experiment(TimingOptions):
     query_sample: QuerySample | None = None
     mode: Literal["batch", "single"] = "batch"
     threads: StrictInt = Field(1, ge=1)
+    #: false: an experiment measured for quality only (recall, retrieval), whose speed
+    #: figures mean nothing; only such an experiment may run build points side by side
+    #: on one machine (``bench run --parallel N``)
+    timing: bool = True
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: StrictInt | None = Field(None, ge=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError, MissingDependencyError
@@ -70,6 +71,26 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources={SLOT: 1},
                      runtime_env={"env_vars": env}, **common)
     return ray
+
+
+def slots(ray: Any) -> int:
+    """How many timed build points the cluster runs at once: its ``bench_slot`` units
+    (nodes that died are no longer counted; at least 1, so a run never stalls)."""
+    return max(1, int(ray.cluster_resources().get(SLOT, 0)))
+
+
+def needs_shipping(ray: Any, path: str) -> bool:
+    """True when the cluster has other nodes that may not see the driver's files.
+
+    A path under a folder named in BENCH_RAY_SHARED (the shared filesystem) is never
+    shipped; BENCH_RAY_SHIP_ARRAYS=1 always ships (tests, clusters without shared disk)."""
+    if os.environ.get("BENCH_RAY_SHIP_ARRAYS") == "1":
+        return True
+    shared = [s for s in os.environ.get("BENCH_RAY_SHARED", "").split(os.pathsep) if s]
+    if any(Path(path).resolve().is_relative_to(Path(s).resolve()) for s in shared):
+        return False
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    return len(alive) > 1
 
 
 def _check_reachable(address: str) -> None:

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ import psutil
 
 from bench.core.memory import peak_rss_bytes, uss_bytes  # noqa: F401 - re-exported
 from bench.run import stats
-from bench.run.executors.task import TimingPlan
+from bench.run.executors.task import NodeReport, TimingPlan
 
 PACKAGES = (
     "featbench", "numpy", "faiss-cpu", "hnswlib", "annoy", "scikit-learn", "torch",
@@ -330,8 +331,16 @@ def gpu_info() -> list[dict[str, str]]:
             for line in out.splitlines() if line.strip()]
 
 
+def node_report(ray_node_id: str | None = None) -> NodeReport:
+    """The machine this process runs on, as every record carries it (per node on a
+    cluster, where the header's environment describes only the driver)."""
+    return NodeReport(hostname=socket.gethostname(), cpu=cpu_model(),
+                      cpu_count=os.cpu_count(), ray_node_id=ray_node_id)
+
+
 def environment(threads: int) -> dict[str, Any]:
     return {
+        "hostname": socket.gethostname(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),

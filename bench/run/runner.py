@@ -8,29 +8,30 @@ killed at any point resumes where it stopped.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from bench.config.experiment import BuildPoint, LoadedExperiment, load_experiment
 from bench.core.errors import BenchError
-from bench.core.files import atomic_save_npy, atomic_write_json
+from bench.core.files import atomic_write_json
 from bench.core.fingerprint import fingerprint_obj
 from bench.core.paths import cache_root
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
-from bench.results import ResultsFile, now_iso, param_text, run_key
-from bench.run.executors.task import BuildTask, Failure, PointResult, QueryPoint, TimingPlan
+from bench.results import ResultsFile, param_text, run_key
+from bench.run.dispatch import Dispatcher, Execute, Job
+from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
 from bench.run.kinds import kind_of
-from bench.run.measure import environment
+from bench.run.measure import environment, node_report
 from bench.run.progress import progress_bar
 from bench.run.truth import attach_ground_truth
-from bench.scoring.judges import Judge, knn_scores, make_judge
+from bench.scoring.judges import Judge, make_judge
 
 
 @dataclass
@@ -39,6 +40,8 @@ class RunOptions:
     executor: str = "local"  # local | inline | ray
     progress: bool = True
     workers: int | None = None
+    #: build points at once with the local executor (only for ``timing: false``)
+    parallel: int = 1
 
 
 def load_feature_sets(
@@ -100,52 +103,62 @@ def load_feature_sets(
     return sets, description
 
 
-def _execute(task: BuildTask, executor: str) -> Iterator[tuple[str, Any]]:
+def _executor(options: RunOptions) -> tuple[Execute, Callable[[], int], bool, Any]:
+    """(run one build point, how many at once, threaded, the node records name)."""
+    executor = options.executor
     if executor == "inline":
         from bench.run.executors.local import run_inline
 
-        return run_inline(task)
+        return run_inline, lambda: 1, False, node_report()
     if executor == "local":
         from bench.run.executors.local import run_in_worker
 
-        return run_in_worker(task)
+        return run_in_worker, lambda: options.parallel, True, node_report()
     if executor == "ray":
         try:
-            from bench.run.executors.ray_executor import run_on_ray
+            from bench.run.executors import ray_executor
         except ImportError as exc:
             raise BenchError(f"executor ray is not available: {exc}") from None
-        return run_on_ray(task)
+        return ray_executor.run_on_ray, ray_executor.slots, True, None
     raise BenchError(f"unknown executor {executor!r}; expected local, inline or ray")
 
 
-def _base_record(loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint,
-                 point: QueryPoint) -> dict[str, Any]:
+def _check_parallel(loaded: LoadedExperiment, options: RunOptions) -> None:
+    """Two timed runs must never share the cores: ``--parallel`` only where nothing is timed."""
+    n = options.parallel
+    if n < 1:
+        raise BenchError(f"--parallel must be at least 1, got {n}")
+    if n == 1:
+        return
+    if options.executor != "local":
+        raise BenchError(f"--parallel applies to --executor local only (got --executor "
+                         f"{options.executor}; ray runs one build point per bench_slot)")
     exp = loaded.experiment
-    return {
-        "id": point.run_id, "extractor": fs.extractor, "algorithm": bp.algorithm,
-        "label": bp.label, "group": bp.group, "build_params": bp.build,
-        "query_params": point.params, "k": point.k, "mode": exp.mode, "threads": exp.threads,
-        "runs": exp.runs, "n_queries": len(fs.queries), "metric": fs.metric,
-    }
+    if exp.kind != "search":
+        raise BenchError(f"{loaded.source}: --parallel applies to search experiments; a "
+                         f"{exp.kind} experiment runs in one process")
+    if exp.timing:
+        raise BenchError(f"{loaded.source}: --parallel {n} needs `timing: false` in the "
+                         "experiment (two timed runs must never share the cores)")
 
 
-def run_build(
-    loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, results: ResultsFile,
-    judge: Judge | None, options: RunOptions, on_point: Any,
-) -> None:
+def plan_build(loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, judge: Judge | None,
+               done: set[str]) -> tuple[Job | None, int]:
+    """The job of one build point's unfinished query points (None: all done), and how
+    many of its points are already recorded."""
     exp = loaded.experiment
-    done = set() if options.force else results.finished_keys()
     points = []
+    skipped = 0
     for qi, qparams in enumerate(bp.queries):
         for k in exp.ks:
             rid = run_key(extractor=fs.extractor, algorithm=bp.algorithm, build=bp.build,
                           query=qparams, k=k, mode=exp.mode, threads=exp.threads)
-            if rid not in done:
-                points.append(QueryPoint(qi, qparams, k, rid))
+            if rid in done:
+                skipped += 1
             else:
-                on_point()
+                points.append(QueryPoint(qi, qparams, k, rid))
     if not points:
-        return
+        return None, skipped
     limit = int(bp.memory_limit_gb * 2**30) if bp.memory_limit_gb else None
     task = BuildTask(
         algorithm=bp.algorithm, build=bp.build, points=points, metric=fs.metric, dim=fs.dim,
@@ -153,74 +166,22 @@ def run_build(
         timing=TimingPlan.of(exp), threads=exp.threads, seed=exp.seed, timeout_s=bp.timeout,
         memory_limit_bytes=limit,
     )
-    build_info: dict[str, Any] = {}
-    finished: set[str] = set()
-    this_build: list[dict[str, Any]] = []
-    traceback_text = None
-    for kind, payload in _execute(task, options.executor):
-        if kind == "built":
-            build_info = {"build_time_s": payload.build_time_s,
-                          "index_uss_bytes": payload.index_uss_bytes,
-                          "index_bytes": payload.index_bytes, "probe": payload.probe}
-        elif kind == "point":
-            record = _point_record(loaded, fs, bp, payload, build_info, results, judge)
-            this_build.append(record)
-            results.add(record)
-            results.save()
-            finished.add(payload.point.run_id)
-            on_point()
-        elif kind == "traceback":
-            traceback_text = payload
-        elif kind == "failure":
-            failure: Failure = payload
-            targets = [failure.point] if failure.point else [
-                p for p in points if p.run_id not in finished]
-            for point in targets:
-                record = {**_base_record(loaded, fs, bp, point), **build_info,
-                          "status": failure.status, "stage": failure.stage,
-                          "error": failure.message, "finished": now_iso()}
-                if traceback_text:
-                    record["traceback"] = traceback_text
-                results.add(record)
-                finished.add(point.run_id)
-                on_point()
-            results.save()
-        elif kind == "done":
-            for record in this_build:
-                record["peak_rss_bytes"] = payload["peak_rss_bytes"]
-                record["peak_anon_bytes"] = payload.get("peak_anon_bytes")
-            results.save()
-    missing = [p for p in points if p.run_id not in finished]
-    for point in missing:  # the worker vanished without a word
-        results.add({**_base_record(loaded, fs, bp, point), **build_info, "status": "crashed",
-                     "stage": "worker", "error": "worker ended without reporting this run",
-                     "finished": now_iso()})
-        on_point()
-    if missing:
-        results.save()
+    label = f"{fs.extractor + ' / ' if fs.extractor else ''}{bp.label} {param_text(bp.build)}"
+    return Job(fs, bp, task, judge, label.strip()), skipped
 
 
-def _point_record(
-    loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, result: PointResult,
-    build_info: dict[str, Any], results: ResultsFile, judge: Judge | None,
-) -> dict[str, Any]:
-    point = result.point
-    record = {**_base_record(loaded, fs, bp, point), **build_info, **result.timing,
-              "repeats_s": result.repeats_s, "extra": result.extra, "status": "ok",
-              "error": None, "finished": now_iso()}
-    assert fs.gt_ids is not None and fs.gt_dist is not None
-    try:
-        record.update(knn_scores(result.ids, point.k, database=fs.database, queries=fs.queries,
-                                 gt_ids=fs.gt_ids, gt_dist=fs.gt_dist, metric=fs.metric))
-        if judge is not None:
-            record.update(judge.scores(result.ids, point.k))
-    except BenchError as exc:  # e.g. duplicate ids: the result is rejected, not scored
-        record.update(status="failed", stage="evaluate", error=str(exc))
-        return record
-    path = results.neighbors_path(point.run_id)
-    atomic_save_npy(path, np.ascontiguousarray(result.ids[:, : point.k]))
-    record["neighbors_file"] = str(path.relative_to(results.path.parent))
-    return record
+def finished_keys(results: ResultsFile) -> set[str]:
+    """Runs a re-run skips: every recorded one except points lost with their node."""
+    return {r["id"] for r in results.runs if not r.get("node_lost")}
+
+
+def _describe_running(jobs: list[Job]) -> str:
+    if not jobs:
+        return "runs"
+    parts = [f"{j.node.short()}: {j.label}" if j.node and j.node.ray_node_id else j.label
+             for j in jobs]
+    text = " | ".join(parts)
+    return escape(text if len(text) <= 100 else text[:99] + "…")
 
 
 def run_experiment(spec: str | Path, options: RunOptions | None = None,
@@ -229,6 +190,7 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     console = console or Console(stderr=True)
     loaded = load_experiment(spec)
     exp = loaded.experiment
+    _check_parallel(loaded, options)
     sets, dataset_description = load_feature_sets(loaded, console, options)
     kind = kind_of({"kind": exp.kind})
     if kind is not None:
@@ -237,7 +199,7 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     for fs in sets:
         attach_ground_truth(fs, exp.ks, gt_threads, console, options.progress, seed=exp.seed,
                             recompute=exp.ground_truth.reuse == "recompute",
-                            device=exp.ground_truth.device)
+                            device=exp.ground_truth.device, executor=options.executor)
     dataset_description["feature_sets"] = {
         fs.extractor or "vectors": {**fs.description, "skipped": fs.skipped} for fs in sets
     }
@@ -248,21 +210,32 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
         "dataset": dataset_description,
         "environment": environment(exp.threads),
         "executor": options.executor,
+        "parallel": options.parallel,
     }
     results = ResultsFile.open(exp.name, header, force=options.force)
     for fs in sets:
         _save_items(results, fs)
     results.save()
-    total = len(sets) * sum(len(bp.queries) for bp in loaded.builds) * len(exp.ks)
+    execute, slots, threaded, local_node = _executor(options)
+    done = set() if options.force else finished_keys(results)
+    jobs: list[Job] = []
+    already = 0
+    for fs in sets:
+        judge = make_judge(loaded, fs)
+        for bp in loaded.builds:
+            job, skipped = plan_build(loaded, fs, bp, judge, done)
+            already += skipped
+            if job is not None:
+                jobs.append(job)
+    total = already + sum(len(job.points) for job in jobs)
     with progress_bar(console, options.progress) as bar:
-        task = bar.add_task("runs", total=total)
-        for fs in sets:
-            judge = make_judge(loaded, fs)
-            for bp in loaded.builds:
-                what = f"{fs.extractor + ' / ' if fs.extractor else ''}{bp.label}"
-                bar.update(task, description=f"{what} {param_text(bp.build)}")
-                run_build(loaded, fs, bp, results, judge, options,
-                          on_point=lambda: bar.advance(task))
+        task = bar.add_task("runs", total=total, completed=already)
+        dispatcher = Dispatcher(
+            loaded, results, execute, slots, threaded=threaded, local_node=local_node,
+            on_point=lambda: bar.advance(task),
+            on_running=lambda running: bar.update(task, description=_describe_running(running)),
+        )
+        dispatcher.run(jobs)
     return results
 
 
@@ -283,3 +256,4 @@ def _save_items(results: ResultsFile, fs: FeatureSet) -> None:
                              "queries": rows(fs.query_items)})
     results.data["dataset"]["feature_sets"][key]["items_file"] = str(
         path.relative_to(results.path.parent))
+

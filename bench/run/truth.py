@@ -31,11 +31,13 @@ SANITY_MIN_RECALL = 0.99
 
 def attach_ground_truth(fs: FeatureSet, ks: list[int], threads: int, console: Console,
                         progress: bool, seed: int = 0, recompute: bool = False,
-                        device: str = "cpu") -> None:
+                        device: str = "cpu", executor: str = "local") -> None:
     """Exact neighbours for every query, checked before anything is scored against them.
 
     The dataset's own neighbours are used unless ``recompute``; if they fail the check
     the run stops with one line naming the file and the fix (never a silent fallback).
+    With ``executor="ray"`` the exact search is split by database shard over the cluster
+    (bench.groundtruth.distributed: the same ids, cached the same way).
     """
     kmax = max(ks)
     n = len(fs.database)
@@ -73,6 +75,12 @@ def attach_ground_truth(fs: FeatureSet, ks: list[int], threads: int, console: Co
                     from bench.groundtruth.torch_knn import exact_knn_device
 
                     return exact_knn_device(fs.database, fs.queries, kmax, fs.metric, device)
+                if executor == "ray":
+                    from bench.groundtruth.distributed import exact_knn_ray
+
+                    return exact_knn_ray(
+                        fs.database, fs.queries, kmax, fs.metric, database_path=fs.database_path,
+                        progress=lambda done, total: bar.update(task, completed=done))
                 return exact_knn(fs.database, fs.queries, kmax, fs.metric, threads=threads,
                                  progress=lambda done, total: bar.update(task, completed=done))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,16 +29,18 @@ from bench.run.executors.task import BuildTask, Failure
 
 _POLL_S = 0.05
 _CONTEXT: Any = None
+_CONTEXT_LOCK = threading.Lock()  # the runner starts workers from several threads
 
 
 def _context() -> Any:
     global _CONTEXT
-    if _CONTEXT is None:
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        ctx = mp.get_context(method)
-        if method == "forkserver":
-            ctx.set_forkserver_preload(["bench.run.executors.preload"])
-        _CONTEXT = ctx
+    with _CONTEXT_LOCK:
+        if _CONTEXT is None:
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            ctx = mp.get_context(method)
+            if method == "forkserver":
+                ctx.set_forkserver_preload(["bench.run.executors.preload"])
+            _CONTEXT = ctx
     return _CONTEXT
 
 

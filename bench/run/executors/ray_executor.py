@@ -1,4 +1,4 @@
-"""Run build points as Ray tasks, one per node at a time, with the local executor's protocol.
+"""Run build points as Ray tasks, one per ``bench_slot``, with the local executor's protocol.
 
 Why this shape:
 - Each build point is one Ray task that asks for one unit of the custom resource
@@ -20,6 +20,8 @@ Why this shape:
   Ray's object store instead and is written to a node-local temporary file, once per
   task; this costs one transfer of the database per build point, which is why the shared
   filesystem is the recommended set-up (see docs/scaling.md).
+- The runner (bench.run.dispatch) keeps ``slots()`` tasks in flight and drains each
+  stream in its own thread; the first message of every stream names the node.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from bench.core.cluster import (  # noqa: F401 - configure/ensure_ray: the execu
     _ray,
     configure,
     ensure_ray,
+    needs_shipping,
 )
+from bench.core.cluster import slots as _slots
 from bench.run.executors.task import BuildTask, Failure
 
 _remote: Any = None
@@ -52,9 +56,12 @@ def _run_remote(task: BuildTask, shipped: dict[str, Any]) -> Iterator[tuple[str,
     import ray
 
     from bench.run.executors.local import run_in_worker
+    from bench.run.measure import node_report
 
+    context = ray.get_runtime_context()
+    yield "node", node_report(context.get_node_id())
     # a sharded backend in the forked worker joins this cluster instead of starting one
-    os.environ[ADDRESS_ENV] = ray.get_runtime_context().gcs_address
+    os.environ[ADDRESS_ENV] = context.gcs_address
     tmp = None
     try:
         if shipped:
@@ -79,30 +86,18 @@ def _remote_fn() -> Any:
     return _remote
 
 
-def _needs_shipping(ray: Any, path: str) -> bool:
-    """True when the cluster has other nodes that may not see the driver's files.
-
-    A path under a folder named in BENCH_RAY_SHARED (the shared filesystem) is never
-    shipped; BENCH_RAY_SHIP_ARRAYS=1 always ships (tests, clusters without shared disk)."""
-    if os.environ.get("BENCH_RAY_SHIP_ARRAYS") == "1":
-        return True
-    shared = [s for s in os.environ.get("BENCH_RAY_SHARED", "").split(os.pathsep) if s]
-    if any(Path(path).resolve().is_relative_to(Path(s).resolve()) for s in shared):
-        return False
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    return len(alive) > 1
+def slots() -> int:
+    """Build points the cluster runs at once (its ``bench_slot`` units, live nodes only)."""
+    return _slots(ensure_ray())
 
 
 def submit(task: BuildTask) -> Any:
-    """Start the Ray task now and return its stream of message refs.
-
-    The runner may submit every build point first and drain the streams in order
-    afterwards (``drain``), so that N nodes work on N points at once."""
+    """Start the Ray task now and return its stream of message refs (see ``drain``)."""
     ray = ensure_ray()
     shipped = {}
     for field in ("database_path", "queries_path"):
         path = getattr(task, field)
-        if _needs_shipping(ray, path):
+        if needs_shipping(ray, path):
             shipped[field] = ray.put(np.load(path))
     return _remote_fn().remote(task, shipped)
 
@@ -121,7 +116,7 @@ def drain(stream: Any) -> Iterator[tuple[str, Any]]:
             yield kind, payload
     except ray.exceptions.RayError as exc:
         if not done:
-            yield "failure", Failure("crashed", stage, _describe(exc, stage))
+            yield "failure", Failure("crashed", stage, _describe(exc, stage), lost=True)
 
 
 def run_on_ray(task: BuildTask) -> Iterator[tuple[str, Any]]:

@@ -79,8 +79,26 @@ class PointResult:
 
 
 @dataclass
+class NodeReport:
+    """Where a build point runs: sent first, so the progress bar names the node and
+    every record carries it (speed is only comparable between equal CPU models)."""
+
+    hostname: str
+    cpu: str
+    cpu_count: int | None
+    ray_node_id: str | None = None
+
+    def short(self) -> str:
+        """Name shown in the progress bar: the Ray node id tells apart nodes of one host."""
+        return f"{self.hostname}:{self.ray_node_id[:6]}" if self.ray_node_id else self.hostname
+
+
+@dataclass
 class Failure:
     status: str  # failed | timeout | oom | crashed
     stage: str  # build | search | worker
     message: str
     point: QueryPoint | None = None  # None: applies to the build and every unfinished point
+    #: the node or its Ray worker vanished: not a property of the configuration, so a
+    #: re-run (resume) measures these points again instead of keeping the failure
+    lost: bool = False
