@@ -257,6 +257,7 @@ class RelevanceJudge:
         for key, labels in self.breakdown.items():
             out[f"hit_rate_by_{key}"] = _none_for_nan(
                 grouped_mean(per_query[f"hit_rate@{top}"], labels))
+            out[f"map_by_{key}"] = _none_for_nan(grouped_mean(per_query["map"], labels))
             if self.rel.kind != "identity":
                 out[f"recall_by_{key}"] = _none_for_nan(
                     grouped_mean(per_query[f"recall@{top}"], labels))

@@ -201,6 +201,33 @@ MANUAL = (
         prepare="no preparation step: place the files under ${BENCH_DATA}/fashioniq",
     ),
     ManualDataset(
+        name="disc21",
+        title="DISC21 / ISC 2021 image copy detection (1M references, 50K dev + 50K final "
+              "queries, 1M training images)",
+        where="https://ai.meta.com/datasets/disc21-dataset/ (licence acceptance; the 2021 "
+              "challenge files are also on the DrivenData ISC 2021 page); the ground-truth "
+              "CSVs come with the queries",
+        layout="disc21/references/R000000.jpg.., disc21/dev_queries/Q00000.jpg.., "
+               "disc21/final_queries/Q50000.jpg.., disc21/train/T000000.jpg.., "
+               "disc21/dev_ground_truth.csv (query_id,reference_id; empty = no match); the "
+               "challenge names reference_images/, query_images/, training_images/ and "
+               "public_ground_truth.csv (25K public subset) work too",
+        prepare="no preparation step: unzip under ${BENCH_DATA}/disc21; dataset options "
+                "split: dev|final, subset, n_queries, n_references, background (training)",
+        licence="DISC21 terms (research use)",
+    ),
+    ManualDataset(
+        name="copydays",
+        title="INRIA Copydays (157 originals; strong, jpeg-quality and crop attacks)",
+        where="https://thoth.inrialpes.fr/~jegou/data.php.html#copydays (original, strong, "
+              "jpeg and crops archives); the +10K distractor setting uses any 10K-image "
+              "folder (e.g. YFCC100M / Flickr images)",
+        layout="copydays/original/<id>.jpg, copydays/strong/<id>.jpg, "
+               "copydays/jpegqual/<q>/<id>.jpg, copydays/crops/<p>/<id>.jpg",
+        prepare="no preparation step: unpack the archives into ${BENCH_DATA}/copydays; "
+                "dataset options blocks, distractors, n_distractors",
+    ),
+    ManualDataset(
         name="coco",
         title="MS-COCO 2014 val images + captions (cross-modal retrieval)",
         where="https://cocodataset.org/#download (val2014 images and annotations_trainval2014; "
