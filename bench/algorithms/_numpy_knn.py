@@ -1,8 +1,12 @@
-"""Exact k-NN and candidate re-ranking in plain numpy, shared by our own backends.
+"""Candidate re-ranking and small dense top-k in plain numpy, shared by our own backends.
 
-``bruteforce`` uses :func:`exact_knn`; ``lsh`` and ``cluster-search`` gather
-candidate (query, id) pairs in bulk and hand them to :func:`rerank`, so the
-per-candidate work is a handful of array operations instead of a Python loop.
+Exact k-NN over a database is bench.groundtruth.exact.exact_knn (``bruteforce``
+is that function). What stays here works on small candidate sets inside an index:
+``lsh`` and ``cluster-search`` gather candidate (query, id) pairs in bulk and hand
+them to :func:`rerank`, so the per-candidate work is a handful of array operations
+instead of a Python loop; :func:`exact_knn` here ranks a small dense matrix
+(centroids to probe, an LSH short list), where the ground truth's blocking and
+float64 re-scoring would cost more than the search.
 
 Distances follow the convention of the other backends: euclidean = L2 distance,
 angular = 1 - cosine (data arrive normalised), ip = -inner product, hamming =

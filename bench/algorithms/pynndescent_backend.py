@@ -88,10 +88,9 @@ class PyNNDescentBackend(Backend):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self._data is not None, "build() first"
         if self.index is None:
-            from bench.algorithms._numpy_knn import exact_knn, sq_norms
+            from bench.groundtruth.exact import exact_knn
 
-            norms = sq_norms(self._data) if self.metric == "euclidean" else None
-            return exact_knn(self._data, norms, queries, k, self.metric)
+            return exact_knn(self._data, queries, k, self.metric, threads=self.threads)
         kk = min(k, len(self._data))
         ids, dist = self.index.query(queries, k=kk, epsilon=self.epsilon)
         ids = ids.astype(np.int64)
