@@ -89,7 +89,8 @@ def load_feature_sets(
                 console.print(f"[yellow]skipped[/] {item_id}: {reason}")
             fs = prepare_vectors(vectors, exp.metric, extractor=section.name,
                                  source=f"{source} / {section.name}",
-                                 max_queries=exp.max_queries, cache_dir=cache)
+                                 max_queries=exp.max_queries, cache_dir=cache,
+                                 shuffle_seed=exp.seed)
             fs.skipped = skipped
             sets.append(fs)
     else:  # pragma: no cover - contract violation by a plugin
