@@ -11,7 +11,8 @@ by the dtype alone.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -24,8 +25,10 @@ from bench.datasets.formats import read_ann_hdf5, read_vectors
 
 #: bytes read per block when scanning (possibly memory-mapped) data for NaN / zero rows
 SCAN_BYTES = 64 << 20
-#: rows generated at once, bounding the temporaries of synthetic data
-GEN_ROWS = 1 << 16
+#: bytes of float32 rows generated at once, bounding the temporaries of synthetic data
+GEN_BYTES = 64 << 20
+#: synthetic data larger than this is generated into a memory-mapped file of the cache
+MAP_BYTES = 256 << 20
 
 
 def _blocks(array: np.ndarray) -> range:
@@ -145,33 +148,68 @@ class SyntheticDataset(Dataset):
         opt = self.options
         assert isinstance(opt, SyntheticOptions)
         seed = self.context.seed if opt.seed is None else opt.seed
-        rng = np.random.default_rng(seed)
         total = opt.n + opt.n_queries
-        data = np.empty((total, opt.dim), dtype=np.float32)
+        width = opt.dim // 8 if opt.binary else opt.dim
+        description = {**opt.model_dump(), "seed": seed, "binary_codes": opt.binary}
+        if total * width * (1 if opt.binary else 4) <= MAP_BYTES:
+            data = np.empty((total, width), dtype=np.uint8 if opt.binary else np.float32)
+            self._generate(data, seed)
+        else:
+            data = self._mapped(description, total, width)
+        return VectorData(
+            database=data[: opt.n], queries=data[opt.n :],
+            metric="hamming" if opt.binary else None, description=description,
+        )
+
+    def _mapped(self, description: dict[str, Any], total: int, width: int) -> np.ndarray:
+        """Large data generated once into a memory-mapped file of the cache (the same
+        values, block by block), never held in memory: 500,000 x 4,096 is 8 GB."""
+        import os
+        import tempfile
+
+        from bench.core.fingerprint import fingerprint_obj
+
+        folder = self.context.cache_dir / "synthetic"
+        path = folder / f"{fingerprint_obj({'version': 1, **description})}.npy"
+        if not path.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, prefix=".synthetic-", suffix=".npy")
+            os.close(fd)
+            try:
+                out = np.lib.format.open_memmap(
+                    name, mode="w+", dtype=np.uint8 if self.options.binary else np.float32,
+                    shape=(total, width))
+                self._generate(out, int(description["seed"]))
+                out.flush()
+                del out
+                os.replace(name, path)
+            finally:
+                Path(name).unlink(missing_ok=True)
+        return np.load(path, mmap_mode="r")
+
+    def _generate(self, out: np.ndarray, seed: int) -> None:
+        opt = self.options
+        assert isinstance(opt, SyntheticOptions)
+        rng = np.random.default_rng(seed)
+        total = len(out)
+        step = max(1, GEN_BYTES // (4 * opt.dim))
+        centre = 0.0 if opt.kind == "clustered" else 0.5
         if opt.kind == "clustered":
             centres = rng.standard_normal((opt.n_clusters, opt.dim), dtype=np.float32)
             spread = rng.uniform(0.5, 1.0, opt.n_clusters).astype(np.float32)
             weights = rng.dirichlet(np.full(opt.n_clusters, 2.0))
             labels = rng.choice(opt.n_clusters, size=total, p=weights)
-            for start in range(0, total, GEN_ROWS):
-                lab = labels[start : start + GEN_ROWS]
-                block = rng.standard_normal((len(lab), opt.dim), dtype=np.float32)
+        for start in range(0, total, step):
+            rows = min(step, total - start)
+            if opt.kind == "clustered":
+                lab = labels[start : start + rows]
+                block = rng.standard_normal((rows, opt.dim), dtype=np.float32)
                 block *= spread[lab, None]
                 block += centres[lab]
-                data[start : start + len(lab)] = block
-            centre = 0.0
-        else:
-            for start in range(0, total, GEN_ROWS):
-                rows = min(GEN_ROWS, total - start)
-                data[start : start + rows] = rng.random((rows, opt.dim), dtype=np.float32)
-            centre = 0.5
-        if opt.binary:
-            data = np.packbits(data > centre, axis=1)
-        return VectorData(
-            database=data[: opt.n], queries=data[opt.n :],
-            metric="hamming" if opt.binary else None,
-            description={**opt.model_dump(), "seed": seed, "binary_codes": opt.binary},
-        )
+            else:
+                block = rng.random((rows, opt.dim), dtype=np.float32)
+            out[start : start + rows] = np.packbits(block > centre, axis=1) if opt.binary \
+                else block
 
 
 class Hdf5Options(StrictOptions):
