@@ -156,7 +156,7 @@ def _hit_rates(ids: np.ndarray, k: int, queries: list[dict], db: list[dict]) -> 
 
 
 def make_identity_results(name: str = "ident", *, missing_image: bool = True,
-                          with_cache: bool = True) -> Path:
+                          with_distances: bool = True) -> Path:
     folder = _results_dir(name)
     images = folder.parent.parent / f"{name}-images"
     images.mkdir(parents=True, exist_ok=True)
@@ -181,6 +181,14 @@ def make_identity_results(name: str = "ident", *, missing_image: bool = True,
     (folder / "items" / "dhash.json").write_text(json.dumps({"database": db, "queries": queries}))
     (folder / "neighbors").mkdir(exist_ok=True)
     runs = []
+    # what the run stage saves for the galleries: exact distances of the returned ids and
+    # of each query's original (features made up here, the distances derived from them)
+    rng = np.random.default_rng(0)
+    db_x = rng.random((len(db), 8))
+    q_x = rng.random((len(queries), 8))
+    originals = np.array([int(q["identity"].split(":")[1]) for q in queries])
+    np.save(folder / "items" / "dhash.original_dist.npy",
+            np.linalg.norm(db_x[originals] - q_x, axis=1).astype(np.float32))
     for label, build, query, loose, qps in (("faiss-flat", {"factory": "BFlat"}, {}, False, 900),
                                             ("faiss-ivf", {"factory": "BIVF4"}, {"nprobe": 1},
                                              True, 5000)):
@@ -188,15 +196,14 @@ def make_identity_results(name: str = "ident", *, missing_image: bool = True,
         for k in (1, K):
             rid = f"{label}-{k}"
             np.save(folder / "neighbors" / f"{rid}.npy", full[:, :k])
+            saved = {}
+            if with_distances:
+                dist = np.linalg.norm(db_x[full[:, :k]] - q_x[:, None, :], axis=2)
+                np.save(folder / "neighbors" / f"{rid}.dist.npy", dist.astype(np.float32))
+                saved = {"distances_file": f"neighbors/{rid}.dist.npy"}
             runs.append(_run(rid, label, build, query, k, recall=0.9, qps=qps, build_time=0.05,
                              mb=0.1, extractor="dhash", neighbors_file=f"neighbors/{rid}.npy",
-                             **_hit_rates(full, k, queries, db)))
-    if with_cache:
-        prepared = Path(os.environ["BENCH_CACHE"]) / "prepared"
-        prepared.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(0)
-        np.save(prepared / "fpident-database.npy", rng.random((len(db), 8), dtype=np.float32))
-        np.save(prepared / "fpident-queries.npy", rng.random((len(queries), 8), dtype=np.float32))
+                             **saved, **_hit_rates(full, k, queries, db)))
     _write(folder, {
         "schema": 1, "name": name, "created": "c", "updated": "u",
         "experiment": {"name": name, "seed": 11, "metric": "euclidean", "k": [1, K],
@@ -205,7 +212,8 @@ def make_identity_results(name: str = "ident", *, missing_image: bool = True,
         "dataset": {"name": "copydetect", "options": {}, "fingerprint": "f", "feature_sets": {
             "dhash": {"n_database": len(db), "n_queries": len(queries), "dim": 8,
                       "dtype": "float32", "fingerprint": "fpident", "skipped": [],
-                      "items_file": "items/dhash.json"}}},
+                      "items_file": "items/dhash.json",
+                      "original_distances_file": "items/dhash.original_dist.npy"}}},
         "runs": runs,
     })
     return folder
@@ -450,25 +458,21 @@ def test_select_queries_is_seeded_and_capped():
         select_queries("per-attack", correct, [None] * 100, 5, seed=0)
 
 
-def test_gallery_distances_come_from_the_prepared_features():
+def test_gallery_distances_come_from_the_saved_files():
     folder = make_identity_results(missing_image=False)
     results = json.loads((folder / "results.json").read_text())
     results["_path"] = str(folder / "results.json")
-    run = pd.Series({"metric": "euclidean"})
+    desc = results["dataset"]["feature_sets"]["dhash"]
+    run = pd.Series({"metric": "euclidean", "distances_file": "neighbors/faiss-flat-5.dist.npy"})
     ids = identity_neighbours(False)
     rows = np.array([0, 5])
-    got = neighbour_distances(results, run, results["dataset"]["feature_sets"]["dhash"], ids,
-                              rows, {0: 0, 5: None})
-    prepared = Path(os.environ["BENCH_CACHE"]) / "prepared"
-    db = np.load(prepared / "fpident-database.npy").astype(np.float64)
-    q = np.load(prepared / "fpident-queries.npy").astype(np.float64)
-    expected = np.linalg.norm(db[ids[5]] - q[5], axis=1)
-    assert np.allclose(got[5][:K], expected) and np.isnan(got[5][K])
-    assert got[0][K] == pytest.approx(np.linalg.norm(db[0] - q[0]))
-    # without the cache the galleries still draw, just without distances
-    for f in prepared.iterdir():
-        f.unlink()
-    assert neighbour_distances(results, run, results["dataset"]["feature_sets"]["dhash"], ids,
+    got = neighbour_distances(results, run, desc, ids, rows, {0: 0, 5: None})
+    saved = np.load(folder / "neighbors" / "faiss-flat-5.dist.npy")
+    to_original = np.load(folder / "items" / "dhash.original_dist.npy")
+    assert np.allclose(got[5][:K], saved[5]) and np.isnan(got[5][K])
+    assert got[0][K] == pytest.approx(to_original[0])
+    # results written before the run stage saved distances: tiles show none, no crash
+    assert neighbour_distances(results, pd.Series({"metric": "euclidean"}), desc, ids,
                                rows, {}) == {}
 
 

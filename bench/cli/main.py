@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.core.errors import BenchError
+from bench.core.kinds import kind_of
 from bench.results.record import index_mb, param_text, score
-from bench.run.kinds import kind_of
 
 console = Console(stderr=True)
 out = Console()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.run.kinds import ExperimentKind
+from bench.core.kinds import ExperimentKind
 
 
 class ClusteringKind(ExperimentKind):

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.core.files import atomic_write_bytes
+from bench.core.kinds import kind_of
 from bench.core.paths import plots_root
 from bench.process.copydetect import copy_detection_table, report_rows, write_table
 from bench.process.frame import ok_runs, runs_frame, score_label
@@ -22,7 +23,6 @@ from bench.process.report import write_report
 from bench.process.style import series_colors
 from bench.process.tables import best_qps, report_view, write_best_qps
 from bench.results import load_results
-from bench.run.kinds import kind_of
 
 __all__ = ["SELECT_MODES", "GalleryOptions", "plots_dir", "process_results"]
 
@@ -80,9 +80,11 @@ def process_results(
         colors = series_colors(list(df["series"].unique()))
         kw = {"title": name, "svg": svg}
         table = best_qps(ok, raw)
+        first = _first_items(results)
         ctx = FigureContext(ok=ok, raw=raw, results=results, out_dir=out_dir, colors=colors,
                             label=label, all_points=all_points,
-                            query_items=_first_query_items(results), **kw)
+                            query_items=first.get("queries"),
+                            attack_families=first.get("attack_families"), **kw)
         drawn = draw_all(ctx)
         captions = {w.path: (w.section, w.caption) for w in drawn}
         written += [w.path for w in drawn]
@@ -106,13 +108,13 @@ def process_results(
     return written
 
 
-def _first_query_items(results: dict) -> list[dict] | None:
-    """Query items of the first item feature set (attack names and families live there)."""
+def _first_items(results: dict) -> dict:
+    """Items file of the first item feature set (attack names and families live there)."""
     from bench.process.galleries import load_items
 
     folder = Path(results["_path"]).parent
     for key, desc in ((results.get("dataset") or {}).get("feature_sets") or {}).items():
         items = load_items(folder, key, desc or {})
         if items is not None:
-            return items["queries"]
-    return None
+            return items
+    return {}

@@ -1,11 +1,11 @@
-"""Distances shown on gallery tiles.
+"""Distances shown on gallery tiles, read from what the run stage saved.
 
-Neighbour files hold ids only, so the distances are recomputed for the few
-drawn queries from the prepared feature arrays the run left in the cache
-(``<cache>/prepared/<fingerprint>-{database,queries}.npy``), with the harness's
-own exact float64 convention (L2 not squared, 1 - cosine, -dot, bit count).
-A run that saved its own ``distances_file`` is the fallback; with neither, the
-tiles simply show no distance.
+`bench process` reads results/<name>/ only: each run saves the exact distances of
+its returned ids (``distances_file``, beside ``neighbors_file``) and each identity
+feature set the distance of every query to its original
+(``original_distances_file`` in the feature set's description). Both follow the
+harness's exact float64 convention (L2 not squared, 1 - cosine, -dot, bit count).
+Results written before these files existed simply show no distance on the tiles.
 """
 
 from __future__ import annotations
@@ -16,24 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.core.errors import BenchError
 
-
-def _prepared(desc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    from bench.core.paths import cache_root
-
-    fp = desc.get("fingerprint")
-    if not fp:
-        return None
-    folder = cache_root() / "prepared"
-    db_path, q_path = folder / f"{fp}-database.npy", folder / f"{fp}-queries.npy"
-    if not (db_path.exists() and q_path.exists()):
+def _load(folder: Path, name: Any, n_rows: int) -> np.ndarray | None:
+    if not isinstance(name, str):
         return None
     try:
-        return (np.load(db_path, mmap_mode="r", allow_pickle=False),
-                np.load(q_path, mmap_mode="r", allow_pickle=False))
+        saved = np.load(folder / name, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
         return None
+    return saved if len(saved) == n_rows else None
 
 
 def neighbour_distances(results: dict[str, Any], run: pd.Series, desc: dict[str, Any],
@@ -42,31 +33,18 @@ def neighbour_distances(results: dict[str, Any], run: pd.Series, desc: dict[str,
     """row -> k + 1 distances: the k neighbours, then the true original (NaN if none)."""
     if len(rows) == 0:
         return {}
+    folder = Path(results["_path"]).parent
     k = ids.shape[1]
-    arrays = _prepared(desc)
-    if arrays is not None:
-        from bench.groundtruth.exact import exact_distances
-
-        db, queries = arrays
-        orig = np.array([[originals.get(int(r)) if originals.get(int(r)) is not None else -1]
-                         for r in rows], dtype=np.int64)
-        wanted = np.concatenate([ids[rows], orig], axis=1)
-        try:
-            if len(queries) == len(ids):
-                d = exact_distances(db, np.ascontiguousarray(queries[rows]), wanted,
-                                    str(run.get("metric") or desc.get("metric") or ""))
-                return {int(r): d[i] for i, r in enumerate(rows)}
-        except BenchError:
-            pass
-    name = run.get("distances_file")
-    if isinstance(name, str):
-        path = Path(results["_path"]).parent / name
-        try:
-            saved = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
-            return {}
-        if saved.ndim == 2 and len(saved) == len(ids):
-            pad = np.full((len(rows), 1), np.nan)
-            d = np.concatenate([np.asarray(saved[rows, :k], dtype=float), pad], axis=1)
-            return {int(r): d[i] for i, r in enumerate(rows)}
-    return {}
+    saved = _load(folder, run.get("distances_file"), len(ids))
+    if saved is None or saved.ndim != 2:
+        return {}
+    near = np.full((len(rows), k), np.nan)
+    width = min(k, saved.shape[1])
+    near[:, :width] = np.asarray(saved[rows, :width], dtype=float)
+    to_original = np.full((len(rows), 1), np.nan)
+    per_query = _load(folder, desc.get("original_distances_file"), len(ids))
+    if per_query is not None and per_query.ndim == 1:
+        has = np.array([originals.get(int(r)) is not None for r in rows])
+        to_original[has, 0] = np.asarray(per_query[rows[has]], dtype=float)
+    d = np.concatenate([near, to_original], axis=1)
+    return {int(r): d[i] for i, r in enumerate(rows)}

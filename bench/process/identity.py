@@ -26,25 +26,18 @@ def _natural(text: str) -> list[Any]:
             for p in re.split(r"(\d+(?:\.\d+)?)", text) if p]
 
 
-def _family_rank() -> dict[str, int]:
-    try:
-        from bench.datasets.prepare.attacks import FAMILIES
-    except ImportError:  # the attack table is optional here; fall back to appearance order
-        return {}
-    return {name: i for i, name in enumerate(FAMILIES)}
-
-
-def attack_order(attacks: set[str], query_items: list[dict[str, Any]] | None
-                 ) -> tuple[list[str], dict[str, str]]:
-    """Attacks grouped by family (the attack table's family order, then first appearance),
-    in natural order within a family (jpeg_10 < jpeg_50 < jpeg_90), and their families."""
+def attack_order(attacks: set[str], query_items: list[dict[str, Any]] | None,
+                 families: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Attacks grouped by family (``families``: the attack table's order, which the run
+    stage saves in the items file; then first appearance), in natural order within a
+    family (jpeg_10 < jpeg_50 < jpeg_90), and their families."""
     family: dict[str, str] = {}
     for item in query_items or []:
         attrs = item.get("attrs") or {}
         name = attrs.get("attack")
         if name is not None and str(name) not in family:
             family[str(name)] = str(attrs.get("family", "other"))
-    known = _family_rank()
+    known = {name: i for i, name in enumerate(families or [])}
     seen: dict[str, int] = {}
     for name in family.values():
         seen.setdefault(name, len(known) + len(seen))
@@ -156,7 +149,7 @@ def family_bars(table: pd.DataFrame, colors: dict, series_of: dict[str, str], k:
 
 def identity_outputs(df: pd.DataFrame, raw: dict[str, dict[str, Any]],
                      query_items: list[dict[str, Any]] | None, out_dir: Path, colors: dict, *,
-                     title: str, svg: bool) -> list[Path]:
+                     title: str, svg: bool, families: list[str] | None = None) -> list[Path]:
     """Heatmap, family bars and their CSV tables, when runs carry per-attack hit rates."""
     has = df["id"].map(lambda i: isinstance(raw[i].get("hit_rate_by_attack"), dict))
     runs = df[has]
@@ -166,7 +159,7 @@ def identity_outputs(df: pd.DataFrame, raw: dict[str, dict[str, Any]],
     runs = runs[runs["k"] == k]
     written: list[Path] = []
     attacks = {a for i in runs["id"] for a in raw[i]["hit_rate_by_attack"]}
-    order, family = attack_order(attacks, query_items)
+    order, family = attack_order(attacks, query_items, families)
     full = attack_table(runs, raw, "hit_rate_by_attack", order)
     csv = out_dir / "tables" / f"hit_rate_by_attack_k{k}.csv"
     atomic_write_bytes(csv, full.to_csv(index_label="configuration").encode())

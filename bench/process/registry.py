@@ -40,6 +40,8 @@ class FigureContext:
     svg: bool = False
     all_points: bool = False
     query_items: list[dict[str, Any]] | None = None
+    #: the attack table's family order, as the run stage saved it in the items file
+    attack_families: list[str] | None = None
 
 
 @dataclass(frozen=True)

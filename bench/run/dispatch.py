@@ -26,6 +26,7 @@ from bench.config.experiment import BuildPoint, LoadedExperiment
 from bench.core.errors import BenchError
 from bench.core.files import atomic_save_npy
 from bench.features.prepare import FeatureSet
+from bench.groundtruth.exact import exact_distances
 from bench.results import ResultsFile, now_iso
 from bench.run.executors.task import BuildTask, Failure, NodeReport, PointResult, QueryPoint
 from bench.scoring.judges import Judge, knn_scores
@@ -207,14 +208,22 @@ def point_record(loaded: LoadedExperiment, job: Job, result: PointResult,
               "error": None, "finished": now_iso()}
     assert fs.gt_ids is not None and fs.gt_dist is not None
     try:
-        record.update(knn_scores(result.ids, point.k, database=fs.database, queries=fs.queries,
-                                 gt_ids=fs.gt_ids, gt_dist=fs.gt_dist, metric=fs.metric))
+        ids = np.ascontiguousarray(result.ids[:, : point.k])
+        dist = exact_distances(fs.database, fs.queries, ids, fs.metric)
+        record.update(knn_scores(ids, point.k, database=fs.database, queries=fs.queries,
+                                 gt_ids=fs.gt_ids, gt_dist=fs.gt_dist, metric=fs.metric,
+                                 dist=dist))
         if job.judge is not None:
             record.update(job.judge.scores(result.ids, point.k))
     except BenchError as exc:  # e.g. duplicate ids: the result is rejected, not scored
         record.update(status="failed", stage="evaluate", error=str(exc))
         return record
+    # the exact distances of the returned ids go beside them, so `bench process` draws
+    # its galleries from results/<name>/ alone (no feature cache needed)
     path = results.neighbors_path(point.run_id)
-    atomic_save_npy(path, np.ascontiguousarray(result.ids[:, : point.k]))
+    dist_path = path.with_name(f"{point.run_id}.dist.npy")
+    atomic_save_npy(dist_path, dist.astype(np.float32))
+    atomic_save_npy(path, ids)
     record["neighbors_file"] = str(path.relative_to(results.path.parent))
+    record["distances_file"] = str(dist_path.relative_to(results.path.parent))
     return record

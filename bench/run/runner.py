@@ -13,21 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
 from bench.config.experiment import BuildPoint, LoadedExperiment, load_experiment
 from bench.core.errors import BenchError
-from bench.core.files import atomic_write_json
+from bench.core.files import atomic_save_npy, atomic_write_json
 from bench.core.fingerprint import fingerprint_obj
+from bench.core.kinds import kind_of
 from bench.core.paths import cache_root
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
+from bench.groundtruth.exact import exact_distances
 from bench.results import ResultsFile, param_text, run_key
 from bench.run.dispatch import Dispatcher, Execute, Job
 from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
-from bench.run.kinds import kind_of
 from bench.run.measure import environment, node_report
 from bench.run.progress import progress_bar
 from bench.run.truth import attach_ground_truth
@@ -254,7 +256,36 @@ def _save_items(results: ResultsFile, fs: FeatureSet) -> None:
                  "labels": list(it.labels), "attrs": it.attrs} for it in items or []]
 
     atomic_write_json(path, {"database": rows(fs.database_items),
-                             "queries": rows(fs.query_items)})
-    results.data["dataset"]["feature_sets"][key]["items_file"] = str(
-        path.relative_to(results.path.parent))
+                             "queries": rows(fs.query_items),
+                             "attack_families": _attack_families(fs)})
+    desc = results.data["dataset"]["feature_sets"][key]
+    desc["items_file"] = str(path.relative_to(results.path.parent))
+    originals = _original_rows(fs)
+    if originals is not None:
+        dist = exact_distances(fs.database, fs.queries, originals[:, None], fs.metric)[:, 0]
+        dist_path = path.with_name(f"{key}.original_dist.npy")
+        atomic_save_npy(dist_path, dist.astype(np.float32))
+        desc["original_distances_file"] = str(dist_path.relative_to(results.path.parent))
+
+
+def _attack_families(fs: FeatureSet) -> list[str]:
+    """The attack table's family order, for the families these queries use: `bench process`
+    groups its attack figures by it without importing the dataset stage."""
+    from bench.datasets.prepare.attacks import FAMILIES
+
+    used = {str((q.attrs or {}).get("family")) for q in fs.query_items or []}
+    return [f for f in FAMILIES if f in used]
+
+
+def _original_rows(fs: FeatureSet) -> np.ndarray | None:
+    """Database row of each query's original (the first item of its identity; -1 for a
+    query without one), or None when the items carry no identities."""
+    first: dict[str, int] = {}
+    for row, item in enumerate(fs.database_items or []):
+        if item.identity is not None:
+            first.setdefault(str(item.identity), row)
+    if not first or not fs.query_items:
+        return None
+    return np.array([first.get(str(q.identity), -1) if q.identity is not None else -1
+                     for q in fs.query_items], dtype=np.int64)
 

@@ -41,11 +41,15 @@ DEFAULT_BREAKDOWN = ("attack", "family", "category")
 
 def knn_scores(
     ids: np.ndarray, k: int, *, database: np.ndarray, queries: np.ndarray,
-    gt_ids: np.ndarray, gt_dist: np.ndarray, metric: str,
+    gt_ids: np.ndarray, gt_dist: np.ndarray, metric: str, dist: np.ndarray | None = None,
 ) -> dict[str, float]:
+    """Tie-aware and id recall of one run; ``dist`` (the exact distances of ``ids``, as
+    the run stage saves them for the galleries) is computed here when not given."""
     ids = ids[:, :k]
     check_no_duplicates(ids)
-    dist = exact_distances(database, queries, ids, metric)
+    if dist is None:
+        dist = exact_distances(database, queries, ids, metric)
+    dist = dist[:, :k]
     recall = tie_aware_recall(dist, gt_dist[:, :k], k)
     idr = id_recall(ids, gt_ids, k)
     return {

@@ -13,5 +13,5 @@ FAMILY = "Hit-rate recall per attack family for the best query setting of each b
         "cells give the value in %.", order=40)
 def attacks(ctx: FigureContext) -> list[Output]:
     paths = identity_outputs(ctx.ok, ctx.raw, ctx.query_items, ctx.out_dir, ctx.colors,
-                             title=ctx.title, svg=ctx.svg)
+                             title=ctx.title, svg=ctx.svg, families=ctx.attack_families)
     return [(p, FAMILY) if p.stem.startswith("family_bars") else p for p in paths]
