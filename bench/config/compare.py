@@ -6,10 +6,12 @@ Typed here, with the rest of the experiment, so a typo fails at load; the gate
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from bench.core.options import StrictOptions
 
 
-class Tolerances(BaseModel):
+class Tolerances(StrictOptions):
     """The ``compare:`` section of an experiment file; CLI options override it.
 
     The speed and build defaults are wide on purpose: they were measured on a shared
@@ -19,8 +21,6 @@ class Tolerances(BaseModel):
     still catching a 2.5x slowdown. On a dedicated runner, tighten them in the
     experiment (``compare: {speed_ratio_drop: 0.25}``) after running ci_spread.py there.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     recall_drop: float = Field(0.005, ge=0, description="largest allowed absolute recall drop")
     speed_ratio_drop: float = Field(

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench.core.errors import BenchError
 from bench.core.items import Item
-from bench.core.options import StrictOptions
+from bench.core.options import StrictOptions, validate_section
 from bench.datasets import register
 from bench.datasets.base import Dataset, ItemData
 from bench.datasets.prepare.attacks import IMAGE_SUFFIXES, family_of
@@ -282,12 +282,8 @@ def load_sub(section: SubDataset, where: str, context: Any) -> ItemData:
     from bench.datasets import registry
 
     cls = registry.get(section.name)
-    try:
-        options = cls.Options.model_validate(dict(section.model_extra or {}))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BenchError(f"{where} ({section.name}): {loc}: {err['msg']}") from None
+    options = validate_section(cls.Options, dict(section.model_extra or {}),
+                               f"{where} ({section.name})")
     data = cls(options, context).load()
     if not isinstance(data, ItemData):
         raise BenchError(f"{where}: dataset {section.name} yields vectors, not items")

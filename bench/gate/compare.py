@@ -24,10 +24,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from bench.config.compare import Tolerances
 from bench.core.errors import BenchError
+from bench.core.options import validate_section
 from bench.results.record import index_size, record_key, run_name, score
 
 #: algorithm/build combinations recognised as exact search when no reference is named
@@ -52,12 +51,7 @@ def resolve_tolerances(
             raise BenchError(f"{data.get('_path', where)}: experiment.compare: expected a mapping")
         merged.update({k: v for k, v in section.items() if v is not None})
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return Tolerances.model_validate(merged)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BenchError(f"compare tolerance {loc}: {err['msg']}") from None
+    return validate_section(Tolerances, merged, "compare tolerances")
 
 
 def _is_reference(run: dict[str, Any], reference: str | None) -> bool:
