@@ -216,12 +216,13 @@ def _add_subcommands() -> None:
     """Commands that live in their own modules, grouped here so `bench --help` shows all."""
     from bench.cli.compare import baseline, compare
     from bench.cli.download import add_commands
+    from bench.cli.finetune import finetune
     from bench.cli.images import add_commands as add_image_commands
     from bench.cli.neural import convert
 
     add_commands(datasets, cli)
     add_image_commands(datasets, cli)
-    for command in (compare, baseline, convert):
+    for command in (compare, baseline, convert, finetune):
         cli.add_command(command)
 
 

@@ -50,6 +50,19 @@ class NamedSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ExtractorSection(NamedSection):
+    """An extractor section; ``label`` names its feature set in the results (default: the
+    name), so one extractor with two weight files gives two distinct feature sets."""
+
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9._@+-]{1,120}$")
+    #: the fine-tuning epoch of its weights (set by a ``weights: {finetune: ...}`` sweep)
+    epoch: StrictInt | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
 class AlgorithmGroup(StrictOptions):
     """One run group: every combination of ``build`` values is one build; every
     combination of ``query`` values is measured on each build."""
@@ -83,7 +96,7 @@ class Experiment(TimingOptions):
     description: str = ""
     seed: StrictInt = 42
     dataset: NamedSection
-    extractor: NamedSection | list[NamedSection] | None = None
+    extractor: ExtractorSection | list[ExtractorSection] | None = None
     metric: str
     k: StrictInt | list[StrictInt] = 10
     #: knn | identity | labels | groups, or a mapping with a ``mode`` key and mode options
@@ -114,8 +127,8 @@ class Experiment(TimingOptions):
     @field_validator("extractor", mode="after")
     @classmethod
     def _adapter_names(
-        cls, value: NamedSection | list[NamedSection] | None
-    ) -> NamedSection | list[NamedSection] | None:
+        cls, value: ExtractorSection | list[ExtractorSection] | None
+    ) -> ExtractorSection | list[ExtractorSection] | None:
         """``torchvision:resnet18`` means the torchvision adapter with ``model: resnet18``;
         rewritten here because the registry reads ``a:b`` as an import path."""
         if value is None:
@@ -129,7 +142,13 @@ class Experiment(TimingOptions):
                 name, options = adapter_section(section.name, section.options())
             except BenchError as exc:
                 raise ValueError(str(exc)) from None
-            rewritten.append(NamedSection(name=name, **options))
+            rewritten.append(ExtractorSection(name=name, label=section.label,
+                                              epoch=section.epoch, **options))
+        keys = [s.key for s in rewritten]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                raise ValueError(f"extractor {i} has the name {key!r} of extractor "
+                                 f"{keys.index(key)}; give one of them a label")
         return rewritten if isinstance(value, list) else rewritten[0]
 
     @model_validator(mode="after")
@@ -192,7 +211,7 @@ class Experiment(TimingOptions):
         return sorted(set(self.k if isinstance(self.k, list) else [self.k]))
 
     @property
-    def extractors(self) -> list[NamedSection]:
+    def extractors(self) -> list[ExtractorSection]:
         if self.extractor is None:
             return []
         return self.extractor if isinstance(self.extractor, list) else [self.extractor]
@@ -283,6 +302,7 @@ def load_experiment(spec: str | Path) -> LoadedExperiment:
     except ValidationError as exc:
         raise BenchError(format_validation_error(source, exc, raw=raw)) from None
     loaded = LoadedExperiment(experiment=experiment, source=source.resolve())
+    _expand_weight_sweeps(loaded)
     loaded.builds = _expand_builds(loaded)
     _check_names(loaded)
     if experiment.kind == "clustering":
@@ -290,6 +310,31 @@ def load_experiment(spec: str | Path) -> LoadedExperiment:
 
         parse_clustering(loaded)
     return loaded
+
+
+def _expand_weight_sweeps(loaded: LoadedExperiment) -> None:
+    """``weights: {finetune: RUN, epochs: [...]}``: one extractor per checkpoint."""
+    from bench.config.checkpoints import expand_weights_sweep
+
+    exp = loaded.experiment
+    sections: list[ExtractorSection] = []
+    swept = False
+    for i, section in enumerate(exp.extractors):
+        where = f"extractor.{i}" if isinstance(exp.extractor, list) else "extractor"
+        points = expand_weights_sweep(section.name, section.options(), loaded.base_dir,
+                                      loaded.source, where)
+        if points is None:
+            sections.append(section)
+            continue
+        swept = True
+        sections += [ExtractorSection(name=section.name, label=label, epoch=epoch, **options)
+                     for label, epoch, options in points]
+    if swept:
+        keys = [s.key for s in sections]
+        if len(set(keys)) != len(keys):
+            raise BenchError(f"{loaded.source}: extractor: a weights sweep repeats a "
+                             "checkpoint another extractor already uses")
+        exp.extractor = sections
 
 
 def _expand_builds(loaded: LoadedExperiment) -> list[BuildPoint]:

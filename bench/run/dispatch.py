@@ -196,6 +196,7 @@ def base_record(loaded: LoadedExperiment, job: Job, point: QueryPoint) -> dict[s
         "label": bp.label, "group": bp.group, "build_params": bp.build,
         "query_params": point.params, "k": point.k, "mode": exp.mode, "threads": exp.threads,
         "runs": exp.runs, "n_queries": len(fs.queries), "metric": fs.metric,
+        **({"epoch": fs.description["epoch"]} if "epoch" in fs.description else {}),
         **node_fields(job.node),
     }
 

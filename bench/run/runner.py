@@ -82,18 +82,20 @@ def load_feature_sets(
             )
         workers = options.workers or max(1, os.cpu_count() or 1)
         for section in exp.extractors:
-            console.print(f"[bold]features[/] {section.name}: extracting (cached)")
+            console.print(f"[bold]features[/] {section.key}: extracting (cached)")
             vectors, skipped = extract_item_features(
                 data, section, cache_dir=cache, workers=workers, progress=options.progress,
                 seed=exp.seed, executor=options.executor,
             )
             for item_id, reason in skipped:
                 console.print(f"[yellow]skipped[/] {item_id}: {reason}")
-            fs = prepare_vectors(vectors, exp.metric, extractor=section.name,
-                                 source=f"{source} / {section.name}",
+            fs = prepare_vectors(vectors, exp.metric, extractor=section.key,
+                                 source=f"{source} / {section.key}",
                                  max_queries=exp.max_queries, cache_dir=cache,
                                  shuffle_seed=exp.seed)
             fs.skipped = skipped
+            if section.epoch is not None:  # a checkpoint of a fine-tuning run
+                fs.description["epoch"] = section.epoch
             sets.append(fs)
     else:  # pragma: no cover - contract violation by a plugin
         raise BenchError(f"dataset {exp.dataset.name} returned {type(data).__name__}")

@@ -134,30 +134,56 @@ class Block(nn.Module):
         return F.relu(self.bn3(self.conv3(out)) + shortcut)
 
 
-class SimCLRResNet(nn.Module):
-    def __init__(self, layers: Sequence[int], *, width: int = 1, sk_ratio: float = 0.0,
-                 head: bool = False) -> None:
+class BasicBlock(nn.Module):
+    """The two-3x3-conv block of ResNet-18/34 (expansion 1), for the width-reduced
+    ``simclr-mini`` encoders: same names as ``Block`` (shortcut first, then the main path)."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, channels: int, stride: int, projection: bool,
+                 sk_ratio: float = 0.0) -> None:
         super().__init__()
+        self.shortcut = Shortcut(cin, channels, stride, False) if projection else None
+        self.conv1 = conv(cin, channels, 3, stride)
+        self.bn1 = bn(channels)
+        self.conv2 = conv(channels, channels, 3)
+        self.bn2 = bn(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + shortcut)
+
+
+class SimCLRResNet(nn.Module):
+    """``base``: stem channels at width 1 (64 in the papers; smaller for the mini encoders);
+    ``basic``: ResNet-18/34 blocks instead of bottlenecks."""
+
+    def __init__(self, layers: Sequence[int], *, width: int = 1, sk_ratio: float = 0.0,
+                 head: bool = False, base: int = 64, basic: bool = False,
+                 head_layers: int = HEAD_LAYERS) -> None:
+        super().__init__()
+        block: type[Block] | type[BasicBlock] = BasicBlock if basic else Block
         if sk_ratio > 0:
-            half = 32 * width
+            half = base // 2 * width
             self.stem = nn.Sequential(
                 conv(3, half, 3, 2), bn(half), nn.ReLU(),
                 conv(half, half, 3), bn(half), nn.ReLU(),
-                conv(half, 64 * width, 3), bn(64 * width), nn.ReLU(),
+                conv(half, base * width, 3), bn(base * width), nn.ReLU(),
             )
         else:
-            self.stem = nn.Sequential(conv(3, 64 * width, 7, 2), bn(64 * width), nn.ReLU())
-        cin = 64 * width
+            self.stem = nn.Sequential(conv(3, base * width, 7, 2), bn(base * width), nn.ReLU())
+        cin = base * width
         for i, (blocks, stride) in enumerate(zip(layers, (1, 2, 2, 2), strict=True)):
-            channels = 64 * width * 2**i
-            stage = [Block(cin, channels, stride, True, sk_ratio)]
-            cin = channels * Block.expansion
-            stage += [Block(cin, channels, 1, False, sk_ratio) for _ in range(1, blocks)]
+            channels = base * width * 2**i
+            stage = [block(cin, channels, stride, True, sk_ratio)]
+            cin = channels * block.expansion
+            stage += [block(cin, channels, 1, False, sk_ratio) for _ in range(1, blocks)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
         self.dim = cin
         # The contrastive projection head: kept only so converted checkpoints that carry it
         # load strictly; features never go through it.
-        self.head = _projection_head(cin) if head else None
+        self.head = projection_head(cin, head_layers) if head else None
         for m in self.modules():  # torchvision's scheme: random features of a sane scale
             if isinstance(m, nn.Conv2d) and m.weight.device.type != "meta":
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -174,13 +200,14 @@ class SimCLRResNet(nn.Module):
         return self.head(features)
 
 
-def _projection_head(dim: int) -> nn.Sequential:
-    """Linear (no bias) + BN per layer, ReLU between; 128-d output. The last BN has no
-    learned shift in TF (``center=False``), so its bias is zero after conversion."""
+def projection_head(dim: int, n_layers: int = HEAD_LAYERS) -> nn.Sequential:
+    """Linear (no bias) + BN per layer, ReLU between; 128-d output (v2: 3 layers, v1: 2).
+    The last BN has no learned shift in TF (``center=False``), so its bias is zero after
+    conversion."""
     layers: list[nn.Module] = []
-    for j in range(HEAD_LAYERS):
-        out = HEAD_OUT if j == HEAD_LAYERS - 1 else dim
+    for j in range(n_layers):
+        out = HEAD_OUT if j == n_layers - 1 else dim
         layers += [nn.Linear(dim, out, bias=False), nn.BatchNorm1d(out, eps=1e-5)]
-        if j != HEAD_LAYERS - 1:
+        if j != n_layers - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)

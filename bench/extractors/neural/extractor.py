@@ -23,7 +23,7 @@ from bench.core.items import Item
 from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
-from bench.extractors.neural.models import MODELS, ModelSpec
+from bench.extractors.neural.models import MINI_MODELS, MODELS, ModelSpec
 from bench.extractors.neural.pipeline import OnBatch, RunSettings
 from bench.extractors.neural.preprocess import PRESETS, Preprocess
 
@@ -166,7 +166,7 @@ def _class_name(model: str) -> str:
     return "".join(p.capitalize() for p in re.split(r"[^0-9a-zA-Z]+", model)) + "Extractor"
 
 
-for _spec in MODELS.values():
+for _spec in (*MODELS.values(), *MINI_MODELS.values()):
     _cls = type(_class_name(_spec.name), (BuiltinNeuralExtractor,), {
         "spec": _spec, "__module__": __name__,
         "__doc__": f"{_spec.name}: {_spec.dim}-d pooled features, {_spec.preprocess} "

@@ -16,6 +16,8 @@ DEPTHS: dict[int, tuple[int, int, int, int]] = {
     101: (3, 4, 23, 3),
     152: (3, 8, 36, 3),
 }
+#: ResNet-18 layout (two-conv basic blocks), for the width-reduced mini encoders only
+BASIC_DEPTHS: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2)}
 SK_RATIO = 0.0625
 
 
@@ -27,15 +29,29 @@ class ModelSpec:
     width: int = 1  # SimCLR width multiplier: every channel count times this
     width_per_group: int = 64  # torchvision's bottleneck width; 128 for the wide ResNets
     sk: bool = False  # SimCLR v2 selective kernels (and their 3x3 stem, avg-pool shortcuts)
+    base: int = 64  # stem channels at width 1; the mini encoders reduce it
+    preset: str | None = None  # preprocessing preset, when not the family's
+
+    @property
+    def basic(self) -> bool:
+        """ResNet-18/34 blocks (expansion 1) instead of bottlenecks (expansion 4)."""
+        return self.depth in BASIC_DEPTHS
 
     @property
     def dim(self) -> int:
         """Channels of the last stage = length of the pooled feature."""
-        return 2048 * self.width
+        return self.base * 8 * (1 if self.basic else 4) * self.width
+
+    @property
+    def head_layers(self) -> int:
+        """Layers of the contrastive projection head: v1 has 2, v2 has 3."""
+        return 2 if self.family == "simclr-v1" else 3
 
     @property
     def preprocess(self) -> str:
         """Name of the preprocessing preset the published experiments used."""
+        if self.preset is not None:
+            return self.preset
         return "imagenet" if self.family == "resnet" else "simclr"
 
     def build(self, *, head: bool = False) -> Any:
@@ -46,8 +62,10 @@ class ModelSpec:
             return ResNet(DEPTHS[self.depth], width_per_group=self.width_per_group)
         from bench.extractors.neural._simclr import SimCLRResNet
 
-        return SimCLRResNet(DEPTHS[self.depth], width=self.width,
-                            sk_ratio=SK_RATIO if self.sk else 0.0, head=head)
+        layers = BASIC_DEPTHS[self.depth] if self.basic else DEPTHS[self.depth]
+        return SimCLRResNet(layers, width=self.width, sk_ratio=SK_RATIO if self.sk else 0.0,
+                            head=head, base=self.base, basic=self.basic,
+                            head_layers=self.head_layers)
 
 
 def _table() -> dict[str, ModelSpec]:
@@ -67,6 +85,14 @@ def _table() -> dict[str, ModelSpec]:
 
 
 MODELS: dict[str, ModelSpec] = _table()
+
+#: Tiny SimCLR-shaped encoders for offline fine-tuning on 2 CPU cores (random init; no
+#: published weights): ResNet-18 layout, every channel count / 4 (stem 16, features 128),
+#: 64-px inputs. Kept out of MODELS, whose names are the published architectures.
+MINI_MODELS: dict[str, ModelSpec] = {
+    "simclr-mini-r18": ModelSpec("simclr-mini-r18", "simclr-v2", 18, base=16,
+                                 preset="simclr-mini"),
+}
 
 
 def simclr_name(version: int, depth: int, width: int, sk: bool) -> str:

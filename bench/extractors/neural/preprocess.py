@@ -83,4 +83,6 @@ class Preprocess:
 PRESETS: dict[str, Preprocess] = {
     "simclr": Preprocess("simclr", 256, True, 224, "lanczos"),
     "imagenet": Preprocess("imagenet", 256, False, 224, "bilinear", IMAGENET_MEAN, IMAGENET_STD),
+    # the simclr preset scaled to 64 px (256/224 of 64 = 73), for the mini encoders
+    "simclr-mini": Preprocess("simclr-mini", 73, True, 64, "lanczos"),
 }

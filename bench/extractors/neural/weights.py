@@ -2,7 +2,8 @@
 
 Files are read with ``torch.load(..., weights_only=True)``: a checkpoint is untrusted
 input and must never be unpickled into arbitrary objects. Accepted contents: a
-state dict (name -> tensor), or a dict holding one under ``state_dict``.
+state dict (name -> tensor), or a dict holding one under ``state_dict``, or a
+fine-tuning checkpoint ``{'encoder': state dict, 'head': ..., ...}`` (its encoder).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def load_state_dict(path: Path, what: str) -> dict[str, Any]:
                          f"({first[:200]})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
+    elif isinstance(obj, dict) and isinstance(obj.get("encoder"), dict):
+        obj = obj["encoder"]
     if not isinstance(obj, dict) or not obj or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):

@@ -1,0 +1,156 @@
+"""bench finetune: the NT-Xent loss, data parallelism, determinism, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("kornia")
+
+from bench.finetune.loss import nt_xent  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_nt_xent(z_a, z_b, t):
+    """SimCLR's loss written out: 2N anchors, the other view is the positive, every other
+    view of the batch a negative, the anchor itself excluded; mean over both directions."""
+    z = np.concatenate([z_a, z_b]).astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z_a)
+    total = 0.0
+    for i in range(2 * n):
+        pos = (i + n) % (2 * n)
+        sims = {j: float(z[i] @ z[j]) / t for j in range(2 * n) if j != i}
+        total += -sims[pos] + math.log(sum(math.exp(s) for s in sims.values()))
+    return total / (2 * n)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 1.0])
+def test_nt_xent_matches_a_reference(t):
+    rng = np.random.default_rng(0)
+    z_a, z_b = rng.normal(size=(5, 8)), rng.normal(size=(5, 8))
+    got = nt_xent(torch.tensor(z_a), torch.tensor(z_b), t).item()
+    assert got == pytest.approx(reference_nt_xent(z_a, z_b, t), rel=1e-9)
+    # both directions count equally: swapping the views changes nothing
+    assert nt_xent(torch.tensor(z_b), torch.tensor(z_a), t).item() == pytest.approx(got)
+    # the positive is the same image's other view: pairing views wrongly costs more
+    wrong = nt_xent(torch.tensor(z_a), torch.tensor(np.roll(z_a, 1, axis=0)), t).item()
+    right = nt_xent(torch.tensor(z_a), torch.tensor(z_a * 2), t).item()
+    assert right < wrong
+
+
+def _images(folder: Path, n: int = 8) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        base = rng.integers(0, 255, size=(1, 1, 3))
+        noise = rng.integers(0, 60, size=(40, 48, 3))
+        Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _config(tmp_path: Path, name: str, **overrides) -> Path:
+    spec = {
+        "name": name, "seed": 3,
+        "encoder": {"name": "simclr-mini-r18"},
+        "data": {"dataset": {"name": "image-folder", "path": str(_images(tmp_path / "img"))}},
+        "epochs": 2, "batch_size": 4, "temperature": 0.2,
+        "optimizer": {"name": "lars", "lr": 2.0},
+        "schedule": {"warmup_epochs": 0.5},
+        "augment": {"size": 32}, "device": "cpu", "threads": 1,
+    }
+    spec.update(overrides)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _log(folder: Path) -> list[dict]:
+    with open(folder / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _state(path: Path) -> dict:
+    ckpt = torch.load(path, weights_only=True)
+    return {f"{part}.{k}": v for part in ("encoder", "head") for k, v in ckpt[part].items()}
+
+
+def test_two_processes_see_the_loss_of_one_process_on_the_whole_batch(tmp_path):
+    from bench.finetune.launch import finetune
+
+    one = finetune(_config(tmp_path, "one", batch_size=8, epochs=1), nproc=1, progress=False,
+                   max_steps=1)
+    two = finetune(_config(tmp_path, "two", batch_size=4, epochs=1), nproc=2, progress=False,
+                   max_steps=1)
+    first_one, first_two = _log(one)[0], _log(two)[0]
+    assert float(first_two["loss"]) == pytest.approx(float(first_one["loss"]), rel=1e-5)
+    assert json.loads((two / "manifest.json").read_text())["world_size"] == 2
+
+
+def test_same_seed_gives_identical_checkpoints(tmp_path):
+    from bench.finetune.launch import finetune
+
+    config = _config(tmp_path, "same")
+    first = finetune(config, progress=False)
+    a = _state(first / "epoch_2.pth")
+    b = _state(finetune(config, progress=False, force=True) / "epoch_2.pth")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    before = _state(first / "epoch_0.pth")  # and training changed the weights
+    assert not torch.equal(before["encoder.stem.0.weight"], a["encoder.stem.0.weight"])
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert [e["epoch"] for e in manifest["epochs"]] == [0, 1, 2]
+    assert all(e["images_per_s"] > 0 for e in manifest["epochs"][1:])
+
+
+def test_resume_after_sigkill_continues_from_the_last_epoch(tmp_path):
+    from bench.finetune.launch import finetune
+
+    epochs = 6
+    config = _config(tmp_path, "killed", epochs=epochs)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "bench.cli", "finetune", str(config), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest = Path(os.environ["BENCH_RESULTS"]) / "finetune" / "killed" / "manifest.json"
+    done: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.is_file():
+            done = [e["epoch"] for e in json.loads(manifest.read_text())["epochs"]]
+            if max(done) >= 1:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    last = max(json.loads(manifest.read_text())["epochs"], key=lambda e: e["epoch"])["epoch"]
+    assert 1 <= last < epochs
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after epoch {last}" in " ".join(resumed.stderr.split())
+    folder = manifest.parent
+    rows = [r for r in _log(folder) if r["loss"]]
+    assert [int(r["step"]) for r in rows] == list(range(1, 2 * epochs + 1))  # no gap, no repeat
+    assert [e["epoch"] for e in json.loads(manifest.read_text())["epochs"]] == list(
+        range(epochs + 1))
+    # the resumed run computes what an uninterrupted one computes
+    os.environ["BENCH_RESULTS"] = str(tmp_path / "uninterrupted")
+    straight = finetune(config, progress=False)
+    a, b = _state(folder / f"epoch_{epochs}.pth"), _state(straight / f"epoch_{epochs}.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in _log(straight) if r["loss"]] == [r["loss"] for r in rows]
