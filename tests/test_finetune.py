@@ -154,3 +154,40 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(tmp_path):
     a, b = _state(folder / f"epoch_{epochs}.pth"), _state(straight / f"epoch_{epochs}.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in _log(straight) if r["loss"]] == [r["loss"] for r in rows]
+
+
+def test_epoch_sweep_scores_every_checkpoint(tmp_path, write_experiment):
+    from bench.config.experiment import load_experiment
+    from bench.finetune.launch import finetune
+    from bench.run.runner import RunOptions, run_experiment
+
+    finetune(_config(tmp_path, "swept"), progress=False)
+    spec = {
+        "name": "sweep", "seed": 1,
+        "dataset": {"name": "copydetect-mini", "n_distractors": 0, "max_side": 96,
+                    "photos": ["astronaut", "camera", "coffee", "chelsea"],
+                    "attacks": ["gaussian_blur_3", "salt_pepper_0.05"], "progress": False},
+        "extractor": {"name": "simclr-mini-r18", "batch_size": 16, "device": "cpu",
+                      "workers": 0, "weights": {"finetune": "swept", "epochs": "all"}},
+        "metric": "angular", "k": [1], "relevance": "identity", "runs": 1,
+        "algorithms": [{"algorithm": "bruteforce", "name": "exact"}],
+    }
+    loaded = load_experiment(write_experiment(spec))
+    assert [(s.key, s.epoch) for s in loaded.experiment.extractors] == [
+        (f"simclr-mini-r18@swept-epoch{e}", e) for e in (0, 1, 2)]
+    results = run_experiment(write_experiment(spec), RunOptions(progress=False,
+                                                                executor="inline"))
+    runs = sorted(results.data["runs"], key=lambda r: r["epoch"])
+    assert [r["epoch"] for r in runs] == [0, 1, 2]
+    assert all(r["status"] == "ok" and 0 <= r["hit_rate@1"] <= 1 for r in runs)
+    # features are cached per checkpoint: three feature sets, three fingerprints
+    sets = results.data["dataset"]["feature_sets"]
+    assert len({d["fingerprint"] for d in sets.values()}) == 3
+    # explicit epochs need no run yet; an epoch the manifest lacks is one clear line
+    spec["extractor"]["weights"] = {"finetune": "swept", "epochs": [0, 7]}
+    from bench.core.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"epochs: epoch 7 is not in"):
+        load_experiment(write_experiment(spec))
+    spec["extractor"]["weights"] = {"finetune": "not-trained", "epochs": [0, 1]}
+    assert len(load_experiment(write_experiment(spec)).experiment.extractors) == 2
