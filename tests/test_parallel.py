@@ -18,21 +18,30 @@ from bench.run.runner import RunOptions, run_experiment
 
 class Rendezvous(BruteForceBackend):
     """Exact search whose build waits until its peer's build has started: two of them
-    finish only when two build points really run at the same time."""
+    finish only when two build points really run at the same time. With ``hold`` the
+    build then also waits for that file (a test's cue: both are running now)."""
 
     def __init__(self, metric: str, dim: int, *, folder: str, me: str, peer: str,
-                 wait_s: float = 20.0) -> None:
+                 wait_s: float = 20.0, hold: str | None = None) -> None:
         super().__init__(metric, dim)
         self.folder, self.me, self.peer, self.wait_s = Path(folder), me, peer, wait_s
+        self.hold = Path(hold) if hold else None
 
     def build(self, data: np.ndarray) -> None:
         (self.folder / self.me).touch()
-        deadline = time.monotonic() + self.wait_s
-        while not (self.folder / self.peer).exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.peer} never started: build points ran one at a time")
-            time.sleep(0.05)
+        wait_for(self.folder / self.peer, self.wait_s,
+                 f"{self.peer} never started: build points ran one at a time")
+        if self.hold is not None:
+            wait_for(self.hold, 60.0, f"{self.hold} never appeared")
         super().build(data)
+
+
+def wait_for(path: Path, seconds: float, message: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(message)
+        time.sleep(0.05)
 
 
 def rendezvous_pair(folder: Path, **extra: object) -> list[dict]:

@@ -7,7 +7,8 @@ global ids. The union of the shards' top-k holds the global top-k, and the drive
 re-scores that union in float64 and sorts by (distance, id) with ties to the lower id
 (``exact._refine``, the step that ends the local computation too), so the ids are
 identical to the local result. Shard tasks ask for CPUs only, never a ``bench_slot``:
-nothing is timed here.
+nothing is timed here. A database too small for two shards (MIN_SHARD_ROWS) is
+searched in the driver: same function, same result, no task start-up.
 
 Files: a node memory-maps its rows from the driver's cache path when it can see it
 (one node, or ``BENCH_RAY_SHARED``); otherwise each shard's rows travel through the
@@ -73,6 +74,8 @@ def exact_knn_ray(
     nq, n = len(queries), len(database)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     ranges = plan_shards(n, cpus, shards)
+    if len(ranges) == 1:  # one shard gains nothing from a task (and its worker start-up)
+        return exact_knn(database, queries, k, metric, progress=progress)
     path = str(database_path) if database_path is not None else None
     ship = path is None or needs_shipping(ray, path)
     query_ref = ray.put(np.ascontiguousarray(queries))
