@@ -53,11 +53,14 @@ def _write(path: str, text: str) -> None:
 @click.option("--junit", "junit_path", default=None, metavar="FILE",
               help="Also write JUnit XML, one test case per run.")
 @click.option("--no-fail", is_flag=True, help="Report only: exit 0 even on a regression.")
+@click.option("--allow-cpu-mismatch", is_flag=True,
+              help="Compare although the runs were timed on different CPU models (speed "
+                   "ratios are then approximate).")
 @click.pass_context
 def compare(ctx: click.Context, baseline: str, current: str, recall_drop: float | None,
             speed_ratio_drop: float | None, build_ratio_rise: float | None,
             memory_rise: float | None, reference: str | None, markdown_path: str | None,
-            junit_path: str | None, no_fail: bool) -> None:
+            junit_path: str | None, no_fail: bool, allow_cpu_mismatch: bool) -> None:
     """Compare CURRENT with BASELINE and fail on a regression.
 
     Each is a results.json, its folder, an experiment name, or a baseline file
@@ -66,12 +69,17 @@ def compare(ctx: click.Context, baseline: str, current: str, recall_drop: float 
     same file, so a uniformly slower CI machine does not fail the gate.
     Tolerances come from the experiment's `compare:` section, then these options.
     """
+    from bench.core.errors import BenchError
     from bench.gate.baseline import load_comparable
-    from bench.gate.compare import compare_results, resolve_tolerances
+    from bench.gate.compare import compare_results, cpu_mismatch, resolve_tolerances
     from bench.gate.formats import print_table, to_junit, to_markdown
 
     base = load_comparable(baseline)
     cur = load_comparable(current)
+    mismatch = None if allow_cpu_mismatch else cpu_mismatch(base, cur)
+    if mismatch:
+        raise BenchError(f"{mismatch}: speed is not comparable across CPU models; pass "
+                         "--allow-cpu-mismatch to compare anyway")
     tolerances = resolve_tolerances(base, cur, {
         "recall_drop": recall_drop, "speed_ratio_drop": speed_ratio_drop,
         "build_ratio_rise": build_ratio_rise, "memory_rise": memory_rise,

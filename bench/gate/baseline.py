@@ -36,8 +36,12 @@ def _significant(value: float, digits: int = 4) -> float:
     return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
 
 
-def compact_run(run: dict[str, Any]) -> dict[str, Any]:
+def compact_run(run: dict[str, Any], cpu: str | None = None) -> dict[str, Any]:
+    """``cpu``: the file's CPU model; a run timed on another (a cluster node) keeps its own."""
     out = {k: run.get(k) for k in _KEY_FIELDS if k in run}
+    node_cpu = (run.get("node") or {}).get("cpu") if isinstance(run.get("node"), dict) else None
+    if node_cpu and node_cpu != cpu:
+        out["node_cpu"] = node_cpu
     if run.get("status") != "ok":
         out["error"] = run.get("error")
         out["stage"] = run.get("stage")
@@ -64,7 +68,7 @@ def compact_results(data: dict[str, Any]) -> dict[str, Any]:
     """The subset of a results.json that a future comparison needs, rounded."""
     dataset = data.get("dataset") or {}
     env = data.get("environment") or {}
-    runs = sorted((compact_run(r) for r in data.get("runs", [])), key=_sort_key)
+    runs = sorted((compact_run(r, env.get("cpu")) for r in data.get("runs", [])), key=_sort_key)
     out: dict[str, Any] = {
         "format": BASELINE_FORMAT,
         "schema": data.get("schema", 1),

@@ -286,6 +286,36 @@ def compare_results(
     return comparison
 
 
+def run_cpu(run: dict[str, Any], data: dict[str, Any]) -> str | None:
+    """The CPU model a run was timed on: its node's (a cluster run), else the file's."""
+    node = run.get("node") if isinstance(run.get("node"), dict) else {}
+    env = data.get("environment") if isinstance(data.get("environment"), dict) else {}
+    return node.get("cpu") or run.get("node_cpu") or env.get("cpu")
+
+
+def cpu_mismatch(baseline: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why the speed of matched runs is not comparable (different CPU models), or None.
+
+    Normalising by a reference run absorbs a uniformly faster machine, not a different
+    microarchitecture: SIMD width and cache sizes move backends by different factors."""
+    def runs(data: dict[str, Any]) -> list[dict[str, Any]]:
+        found = data.get("runs")
+        return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+    try:
+        base = {record_key(r): run_cpu(r, baseline) for r in runs(baseline)}
+        pairs = [(base[record_key(r)], run_cpu(r, current)) for r in runs(current)
+                 if record_key(r) in base]
+    except (KeyError, TypeError):
+        return None  # malformed runs: _index reports them with their position
+    differ = [(b, c) for b, c in pairs if b and c and b != c]
+    if not differ:
+        return None
+    b, c = differ[0]
+    return (f"baseline runs were timed on {b!r}, current ones on {c!r} "
+            f"({len(differ)} of {len(pairs)} matched runs)")
+
+
 def _index(data: dict[str, Any], where: Any) -> dict[tuple[Any, ...], dict[str, Any]]:
     runs = data.get("runs")
     if not isinstance(runs, list):
