@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,15 @@ class AnnoyBackend(Backend):
         self.index.build(self.n_trees, n_jobs=self.threads)
         if self._path is not None:
             self._size = os.path.getsize(self._path)
+
+    def save(self, directory: Path) -> None:
+        self.index.save(str(directory / "index.ann"), prefault=False)
+
+    def load(self, directory: Path) -> None:
+        from annoy import AnnoyIndex
+
+        self.index = AnnoyIndex(self.dim, _METRICS[self.metric])
+        self.index.load(str(directory / "index.ann"), prefault=True)
 
     def set_query_params(self, *, search_k: int | None = None, **unknown: Any) -> None:
         if unknown:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,6 +94,18 @@ class Backend(ABC):
     def index_bytes(self) -> int | None:
         """The backend's own estimate of its index size (e.g. serialized size)."""
         return None
+
+    def save(self, directory: Path) -> None:
+        """Write the built index into ``directory`` so ``load`` can restore it in another
+        process (instruction counting runs only the searches, on the saved index)."""
+        raise BenchError(f"{type(self).registered_name} cannot save its index, so "
+                         "`counter: instructions` does not apply to it (supported: faiss, "
+                         "hnswlib, annoy, bruteforce)")
+
+    def load(self, directory: Path) -> None:
+        """Restore what ``save`` wrote, instead of ``build``, on a backend constructed
+        with the same build parameters."""
+        raise BenchError(f"{type(self).registered_name} cannot load a saved index")
 
     def extra_metrics(self) -> dict[str, float]:
         """Backend-specific figures of the last search, e.g. candidates examined per query."""

@@ -11,6 +11,8 @@ exact backend for every metric, Hamming included.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from bench.algorithms import register
@@ -30,6 +32,13 @@ class BruteForceBackend(Backend):
 
     def build(self, data: np.ndarray) -> None:
         self._data = data
+
+    def save(self, directory: Path) -> None:
+        assert self._data is not None, "build() first"
+        np.save(directory / "data.npy", np.asarray(self._data))
+
+    def load(self, directory: Path) -> None:
+        self.build(np.load(directory / "data.npy"))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self._data is not None, "build() first"

@@ -8,6 +8,7 @@ rebuild, so one build serves a whole query sweep.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,17 @@ class FaissBackend(Backend):
             dist = -sims
         dist[ids < 0] = np.inf
         return dist, ids
+
+    def save(self, directory: Path) -> None:
+        import faiss
+
+        index = faiss.index_gpu_to_cpu(self.index) if self.device != "cpu" else self.index
+        faiss.write_index(index, str(directory / "index.faiss"))
+
+    def load(self, directory: Path) -> None:
+        import faiss
+
+        self.index = faiss.read_index(str(directory / "index.faiss"))
 
     def index_bytes(self) -> int | None:
         import faiss

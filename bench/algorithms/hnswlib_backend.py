@@ -8,6 +8,7 @@ Jensen-Shannon space, so those metrics are refused when the experiment loads.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,18 @@ class HnswlibBackend(Backend):
                                  num_threads=self.threads)
             start += len(chunk)
         self._count = n
+        self.index.set_ef(self.ef)
+
+    def save(self, directory: Path) -> None:
+        self.index.save_index(str(directory / "index.hnsw"))
+        (directory / "count.txt").write_text(str(self._count))
+
+    def load(self, directory: Path) -> None:
+        import hnswlib
+
+        self._count = int((directory / "count.txt").read_text())
+        self.index = hnswlib.Index(space=_SPACES[self.metric], dim=self.dim)
+        self.index.load_index(str(directory / "index.hnsw"), max_elements=max(self._count, 1))
         self.index.set_ef(self.ef)
 
     def set_query_params(self, *, ef: int | None = None, **unknown: Any) -> None:

@@ -2,7 +2,7 @@
 
 A baseline is committed to the repository and changed in pull requests, so it
 must diff well: sorted keys, values rounded to what the measurement can support
-(recall to 1e-5, times to 4 significant digits), one line per run so a changed
+(recall to 1e-5, times and QPS samples to 4 significant digits), one line per run so a changed
 run is one changed line, and nothing that changes on every run (neighbour files,
 latency lists, finish times). It keeps the same field names as results.json, so
 `bench compare` reads either file the same way.
@@ -54,6 +54,9 @@ def compact_run(run: dict[str, Any], cpu: str | None = None) -> dict[str, Any]:
     for key in _BYTES:
         if run.get(key) is not None:
             out[key] = int(run[key])
+    if run.get("samples_qps"):  # what the gate's confidence interval is computed from
+        out["samples_qps"] = [_significant(float(v)) for v in run["samples_qps"]]
+        out["stable"] = run.get("stable")
     if isinstance(run.get("repeat"), dict):
         out["repeat"] = _rounded({k: v for k, v in run["repeat"].items()
                                   if k in ("n", "qps_spread", "build_spread", "failed")})

@@ -106,6 +106,7 @@ class Check:
     change: float | None = None
     limit: float | None = None
     note: str = ""
+    ci: tuple[float, float] | None = None  # 95 % CI of ``change`` (speed)
 
     def describe(self) -> str:
         if self.note and self.change is None:
@@ -117,7 +118,8 @@ class Check:
         limit = f"{self.limit:.4f}" if self.metric == "recall" else f"{self.limit:.0%}"
         b, c = (format(v / scale, fmt) for v in (self.baseline, self.current))
         note = f" {self.note}" if self.note else ""
-        return f"{what}: {b} -> {c} ({change}, limit {limit}){note}"
+        ci = f", 95 % CI {self.ci[0]:+.1%} to {self.ci[1]:+.1%}" if self.ci else ""
+        return f"{what}: {b} -> {c} ({change}{ci}, limit {limit}){note}"
 
 
 _DESCRIBE = {  # metric -> (wording, number format, divisor)
@@ -221,9 +223,7 @@ def check_run(
         checks.append(Check("speed", False, note="the reference run failed or is missing in "
                                                  "the current results"))
     elif b_speed and c_speed is not None:
-        change = c_speed / b_speed - 1
-        checks.append(Check("speed", change >= -tol.speed_ratio_drop - _EPS, b_speed, c_speed,
-                            change, tol.speed_ratio_drop, "(raw QPS)" if raw else ""))
+        checks.append(_speed_check(base, cur, base_ref, cur_ref, tol, raw, b_speed, c_speed))
     elif not b_speed:
         checks.append(Check("speed", True, note="not checked: no baseline speed (its reference "
                                                 "run failed)"))
@@ -249,6 +249,30 @@ def check_run(
         checks.append(Check("memory", within or c_mem - b_mem <= floor, b_mem, c_mem, change,
                             tol.memory_rise, note.strip()))
     return checks
+
+
+def samples(run: dict[str, Any]) -> list[float]:
+    """A run's QPS samples; the headline alone for records from before sampling."""
+    values = run.get("samples_qps")
+    return [float(v) for v in values] if values else [float(run["qps"])]
+
+
+def _speed_check(base: dict[str, Any], cur: dict[str, Any], base_ref: dict[str, Any] | None,
+                 cur_ref: dict[str, Any] | None, tol: Tolerances, raw: bool, b_speed: float,
+                 c_speed: float) -> Check:
+    """The speed ratio with the 95 % CI of its change, from the samples of the run and of
+    its reference in both files (bench.run.stats.ratio_ci). The run fails only when the
+    whole interval lies beyond the tolerance: a change the samples cannot tell from
+    noise passes, a change they resolve fails however small the tolerance."""
+    from bench.run.stats import ratio_ci
+
+    refs = (None, None) if raw else (samples(base_ref), samples(cur_ref))  # type: ignore[arg-type]
+    _, low, high = ratio_ci(samples(base), samples(cur), *refs)
+    change = c_speed / b_speed - 1
+    ok = high - 1 >= -tol.speed_ratio_drop - _EPS
+    note = "(raw QPS)" if raw else ""
+    return Check("speed", ok, b_speed, c_speed, change, tol.speed_ratio_drop, note,
+                 ci=(low - 1, high - 1))
 
 
 def compare_results(

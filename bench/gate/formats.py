@@ -41,6 +41,8 @@ def _change(row: RunComparison, metric: str) -> tuple[str, bool]:
     if check is None or check.change is None:
         return ("" if check is None else check.note), bool(check is None or check.ok)
     text = signed(check.change, metric)
+    if check.ci is not None and check.ci[0] != check.ci[1]:  # the 95 % CI it was judged on
+        text += f" [{check.ci[0]:+.0%}, {check.ci[1]:+.0%}]"
     if row.is_reference and metric == "speed":
         text = "reference"
     return text, check.ok

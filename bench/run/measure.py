@@ -175,6 +175,7 @@ class PointSampler:
             "cpu_time_s": sum(s.cpu_s for s in self.samples),
             "min_sample_s": self.plan.min_sample_s,
             "target_ci": self.plan.target_ci,
+            "counter": self.plan.counter,
         })
         return out
 

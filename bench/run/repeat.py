@@ -7,6 +7,8 @@ the *experiment* spreads such bursts over N independent measurements, and the
 median ignores the worst ones. Recall does not need a median for deterministic
 backends (it must come out identical, and a difference is recorded), but the
 median is kept for the others too, so one file has one value per field.
+Timing samples are pooled over the repeats: ``qps`` and its statistics describe
+all samples together (the median of the repeats' headlines stays in ``repeat``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.console import Console
 
 from bench.core.errors import BenchError
 from bench.results import ResultsFile
+from bench.run.replicas import POOLED_FIELDS, pool_timing
 from bench.run.runner import RunOptions, run_experiment
 
 #: fields that vary from one measurement to the next; the median of each is kept
@@ -44,6 +47,7 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         return merged
     merged = dict(records[-1])  # neighbours file and metadata of the last repeat
     info: dict[str, Any] = {"n": len(records)}
+    pooled = all(r.get("samples_qps") for r in records)
     for key in TIMING_FIELDS:
         values = [r[key] for r in records if r.get(key) is not None]
         if len(values) == len(records):
@@ -51,6 +55,9 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             if key in ("qps", "build_time_s"):
                 info[key] = values
                 info[f"{key.removesuffix('_s').removesuffix('_time')}_spread"] = spread(values)
+    if pooled:  # the statistics of every repeat's samples together (bench.run.replicas)
+        timing = pool_timing(records)
+        merged.update({k: timing[k] for k in POOLED_FIELDS if k in timing})
     identical = True
     for key in SCORE_FIELDS:
         values = [r[key] for r in records if r.get(key) is not None]

@@ -32,6 +32,7 @@ from bench.run.dispatch import Dispatcher, Execute, Job
 from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
 from bench.run.measure import environment, node_report
 from bench.run.progress import progress_bar
+from bench.run.replicas import with_replicas
 from bench.run.truth import attach_ground_truth
 from bench.scoring.judges import Judge, make_judge
 
@@ -222,6 +223,8 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
         _save_items(results, fs)
     results.save()
     execute, slots, threaded, local_node = _executor(options)
+    if exp.replicas > 1:  # N fresh workers per build, samples pooled (bench.run.replicas)
+        execute = with_replicas(execute, exp.replicas, exp.target_ci)
     done = set() if options.force else finished_keys(results)
     jobs: list[Job] = []
     already = 0

@@ -37,6 +37,10 @@ class TimingPlan:
 
     @classmethod
     def of(cls, options: TimingOptions) -> TimingPlan:
+        """The experiment's plan; one sample per point when it says ``timing: false``
+        (its speed figures mean nothing, so no time is spent on them)."""
+        if not getattr(options, "timing", True):
+            return cls(1, 0.0, options.target_ci, 0.0, options.counter)
         return cls(options.runs, options.min_sample_s, options.target_ci,
                    options.max_point_s, options.counter)
 

@@ -70,15 +70,28 @@ def run_task(task: BuildTask, send: Send) -> None:
         except Exception:
             own = None
         send(("built", BuildReport(build_time, index_uss, own, probe)))
-        _measure_points(backend, task, queries, send)
+        _measure_points(backend, task, queries, send, build_params)
         peak_anon = max(peak_anon, anonymous_bytes())
         backend.close()
         send(("done", {"peak_rss_bytes": peak_rss_bytes(), "peak_anon_bytes": peak_anon}))
 
 
-def _measure_points(backend: Any, task: BuildTask, queries: np.ndarray, send: Send) -> None:
+def _measure_points(backend: Any, task: BuildTask, queries: np.ndarray, send: Send,
+                    build_params: dict[str, Any]) -> None:
     """Warm up every point, then sample them round-robin; each point is reported as
-    soon as its stop rule holds."""
+    soon as its stop rule holds (with ``counter: instructions``, once its searches are
+    also counted under Valgrind: bench.run.instructions)."""
+    counter = None
+    if task.timing.counter == "instructions":
+        from bench.run.instructions import InstructionCounter
+
+        try:
+            counter = InstructionCounter(backend, metric=task.metric, dim=task.dim,
+                                         build=build_params, queries_path=task.queries_path,
+                                         mode=task.mode)
+        except Exception as exc:  # e.g. a backend that cannot save its index: one line
+            send(("failure", Failure("failed", "instructions", _one_line(exc), None)))
+            return
     samplers: dict[int, PointSampler] = {}
     for i, point in enumerate(task.points):
         sampler = PointSampler(
@@ -104,8 +117,17 @@ def _measure_points(backend: Any, task: BuildTask, queries: np.ndarray, send: Se
             _fail(send, exc, point)
             continue
         assert sampler.ids is not None and sampler.distances is not None
-        send(("point", PointResult(point, sampler.summary(), sampler.repeats_s(),
-                                   sampler.ids, sampler.distances, extra)))
+        timing = sampler.summary()
+        if counter is not None:
+            try:
+                timing.update(counter.point(point.params, point.k, len(queries)))
+            except Exception as exc:
+                _fail(send, exc, point)
+                continue
+        send(("point", PointResult(point, timing, sampler.repeats_s(), sampler.ids,
+                                   sampler.distances, extra)))
+    if counter is not None:
+        counter.close()
 
 
 def _fail(send: Send, exc: Exception, point: Any) -> None:

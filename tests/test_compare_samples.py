@@ -1,0 +1,93 @@
+"""The gate's speed decision on timing samples: a change fails only when the 95 % CI of
+the speed-ratio change lies wholly beyond the tolerance."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from bench.gate.baseline import compact_results
+from bench.gate.compare import Tolerances, compare_results
+
+N = 1000
+
+
+def _run(label: str, qps: float, cv: float, seed: int, build: dict | None = None,
+         n: int = 15) -> dict[str, Any]:
+    # normal quantiles: the median is exactly ``qps`` and the spread exactly ``cv``
+    z = norm.ppf((np.arange(n) + 0.5) / n)
+    samples = [float(v) for v in np.random.default_rng(seed).permutation(qps * (1 + cv * z))]
+    headline = sorted(samples)[(n - 1) // 2]
+    return {"id": label, "extractor": None, "algorithm": "faiss", "label": label,
+            "build_params": build or {"factory": label}, "query_params": {}, "k": 10,
+            "mode": "batch", "threads": 1, "n_queries": N, "metric": "euclidean",
+            "status": "ok", "qps": headline, "samples_qps": samples, "n_samples": n,
+            "search_time_s": N / headline, "build_time_s": 1.0, "recall": 0.9}
+
+
+def _file(ref_qps: float, run_qps: float, cv: float, seed: int,
+          run_cv: float | None = None) -> dict[str, Any]:
+    return {"name": "g", "experiment": {"name": "g"}, "dataset": {}, "environment": {},
+            "runs": [_run("flat", ref_qps, cv, seed, {"factory": "Flat"}),
+                     _run("ivf", run_qps, cv if run_cv is None else run_cv, seed + 1)]}
+
+
+def _speed(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances | None = None):
+    c = compare_results(base, cur, tol or Tolerances())
+    row = next(r for r in c.rows if r.name.startswith("ivf"))
+    return row.check("speed")
+
+
+@pytest.mark.parametrize(("change", "fails"), [(0.0, False), (-0.03, False), (-0.2, True),
+                                               (+0.3, False)])
+def test_clear_changes_with_tight_samples(change, fails):
+    base = _file(500, 10000, 0.01, 1)
+    cur = _file(400, 8000 * (1 + change), 0.01, 11)  # a machine 20 % slower as well
+    check = _speed(base, cur)
+    assert check.ok is not fails
+    low, high = check.ci
+    assert low <= check.change + 0.01 and check.change - 0.01 <= high
+    assert check.change == pytest.approx(change, abs=0.02)
+
+
+def test_a_drop_past_the_tolerance_passes_when_the_samples_cannot_resolve_it():
+    base = _file(500, 10000, 0.01, 1)
+    noisy = _file(500, 10000 * 0.88, 0.01, 21, run_cv=0.25)  # -12 %, but CV 25 %
+    check = _speed(base, noisy)
+    assert check.change < -0.1 and check.ok  # the CI reaches above -10 %
+    assert check.ci[1] > -0.1
+    tight = _file(500, 10000 * 0.88, 0.01, 21)  # -12 % with CV 1 %: resolved, fails
+    assert not _speed(base, tight).ok
+
+
+def test_a_tighter_tolerance_catches_a_smaller_resolved_drop():
+    base = _file(500, 10000, 0.005, 1)
+    cur = _file(500, 10000 * 0.93, 0.005, 31)  # -7 %
+    assert _speed(base, cur).ok  # default 10 %
+    check = _speed(base, cur, Tolerances(speed_ratio_drop=0.05))
+    assert not check.ok and check.ci[1] < -0.05
+    assert "95 % CI" in check.describe()
+
+
+def test_the_baseline_file_keeps_the_samples_the_decision_needs():
+    base = _file(500, 10000, 0.01, 1)
+    compact = compact_results(copy.deepcopy(base))
+    ivf = next(r for r in compact["runs"] if r["label"] == "ivf")
+    assert len(ivf["samples_qps"]) == 15
+    slower = _file(500, 8000, 0.01, 11)
+    assert not _speed(compact, slower).ok
+    assert _speed(compact, _file(500, 10000, 0.01, 41)).ok
+
+
+def test_old_records_without_samples_compare_their_headlines():
+    base, cur = _file(500, 10000, 0.01, 1), _file(500, 8500, 0.01, 2)
+    for data in (base, cur):
+        for r in data["runs"]:
+            del r["samples_qps"]
+    check = _speed(base, cur)
+    assert check.ci[0] == pytest.approx(check.ci[1]) == pytest.approx(check.change)
+    assert not check.ok  # -15 % beyond 10 %
