@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
+from bench.core.stats import median_index
 from bench.run.executors.task import TimingPlan
 from bench.run.measure import PointSampler, round_robin, time_search
-from bench.run.stats import median_index
 
 
 @pytest.mark.parametrize("mode", ["batch", "single"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from bench.run import stats
+from bench.core import stats
 
 
 def test_median_ci_is_the_binomial_order_statistic_interval():

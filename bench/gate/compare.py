@@ -261,10 +261,10 @@ def _speed_check(base: dict[str, Any], cur: dict[str, Any], base_ref: dict[str, 
                  cur_ref: dict[str, Any] | None, tol: Tolerances, raw: bool, b_speed: float,
                  c_speed: float) -> Check:
     """The speed ratio with the 95 % CI of its change, from the samples of the run and of
-    its reference in both files (bench.run.stats.ratio_ci). The run fails only when the
+    its reference in both files (bench.core.stats.ratio_ci). The run fails only when the
     whole interval lies beyond the tolerance: a change the samples cannot tell from
     noise passes, a change they resolve fails however small the tolerance."""
-    from bench.run.stats import ratio_ci
+    from bench.core.stats import ratio_ci
 
     refs = (None, None) if raw else (samples(base_ref), samples(cur_ref))  # type: ignore[arg-type]
     _, low, high = ratio_ci(samples(base), samples(cur), *refs)

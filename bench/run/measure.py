@@ -9,7 +9,7 @@ The points of one build are sampled round-robin (p1 p2 p3 p1 p2 p3 ...), so a
 noisy second of the machine lands on one sample of several points, not on every
 sample of one point. The headline ``qps`` is the median sample (the lower median
 for an even count: a real sample), and the latency percentiles come from that
-same sample. Statistics: bench.run.stats.
+same sample. Statistics: bench.core.stats.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from bench.core import stats
 from bench.core.memory import peak_rss_bytes, uss_bytes  # noqa: F401 - re-exported
-from bench.run import stats
 from bench.run.executors.task import NodeReport, TimingPlan
 
 PACKAGES = (

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from bench.run import stats
+from bench.core import stats
 from bench.run.executors.task import BuildReport, BuildTask, Failure, PointResult
 
 Messages = Iterator[tuple[str, Any]]

@@ -27,7 +27,7 @@ _DEFAULT = TimingOptions()
 
 @dataclass
 class TimingPlan:
-    """How each query point is timed (the experiment's timing fields; see bench.run.stats)."""
+    """How each query point is timed (the experiment's timing fields; see bench.core.stats)."""
 
     runs: int = _DEFAULT.runs  # at least this many samples per point
     min_sample_s: float = _DEFAULT.min_sample_s  # each sample lasts at least this long
