@@ -91,3 +91,23 @@ def test_old_records_without_samples_compare_their_headlines():
     check = _speed(base, cur)
     assert check.ci[0] == pytest.approx(check.ci[1]) == pytest.approx(check.change)
     assert not check.ok  # -15 % beyond 10 %
+
+
+def test_instruction_counter_compares_instructions_per_query_without_a_reference():
+    base, cur = _file(500, 10000, 0.01, 1), _file(250, 5000, 0.2, 2)  # wall time is noise
+    for data, ipq in ((base, 75_000.0), (cur, 75_000.0 * 1.015)):
+        for r in data["runs"]:
+            r["instructions_per_query"] = ipq
+    tol = Tolerances(counter="instructions")
+    c = compare_results(base, cur, tol)
+    assert not c.failed and {ch.metric for ch in c.rows[1].checks} >= {"instructions"}
+    assert c.rows[1].check("speed") is None  # wall-clock speed is not judged in this mode
+    for r in cur["runs"]:
+        r["instructions_per_query"] = 75_000.0 * 1.03  # +3 % > 2 %
+    c = compare_results(base, cur, tol)
+    bad = c.rows[1].check("instructions")
+    assert c.failed and not bad.ok and bad.change == pytest.approx(0.03)
+    assert "instructions per query: 75,000 -> 77,250" in bad.describe()
+    del cur["runs"][1]["instructions_per_query"]
+    missing = compare_results(base, cur, tol).rows[1].check("instructions")
+    assert not missing.ok and "counter: instructions" in missing.note

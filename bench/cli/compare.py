@@ -47,6 +47,13 @@ def _write(path: str, text: str) -> None:
 @click.option("--reference", default=None,
               help="Label or algorithm of the reference run [default: faiss Flat]; "
                    "'none' compares raw QPS and seconds.")
+@click.option("--counter", type=click.Choice(["time", "instructions"]), default=None,
+              help="Judge speed on timing samples or on Valgrind instruction counts "
+                   "(needs results of an experiment with counter: instructions) "
+                   "[default time].")
+@click.option("--instructions-rise", type=float, default=None,
+              help="Largest allowed relative rise of instructions per query "
+                   f"[default {_DEFAULT.instructions_rise:g}].")
 @click.option("--markdown", "markdown_path", default=None, metavar="FILE",
               help="Also write a Markdown report (for a pull-request comment); '-' prints "
                    "it instead of the table.")
@@ -59,7 +66,8 @@ def _write(path: str, text: str) -> None:
 @click.pass_context
 def compare(ctx: click.Context, baseline: str, current: str, recall_drop: float | None,
             speed_ratio_drop: float | None, build_ratio_rise: float | None,
-            memory_rise: float | None, reference: str | None, markdown_path: str | None,
+            memory_rise: float | None, reference: str | None, counter: str | None,
+            instructions_rise: float | None, markdown_path: str | None,
             junit_path: str | None, no_fail: bool, allow_cpu_mismatch: bool) -> None:
     """Compare CURRENT with BASELINE and fail on a regression.
 
@@ -83,7 +91,7 @@ def compare(ctx: click.Context, baseline: str, current: str, recall_drop: float 
     tolerances = resolve_tolerances(base, cur, {
         "recall_drop": recall_drop, "speed_ratio_drop": speed_ratio_drop,
         "build_ratio_rise": build_ratio_rise, "memory_rise": memory_rise,
-        "reference": reference,
+        "reference": reference, "counter": counter, "instructions_rise": instructions_rise,
     })
     result = compare_results(base, cur, tolerances)
     result.baseline_name, result.current_name = baseline, current

@@ -6,6 +6,8 @@ Typed here, with the rest of the experiment, so a typo fails at load; the gate
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from bench.core.options import StrictOptions
@@ -31,6 +33,10 @@ class Tolerances(StrictOptions):
         1.0, ge=0, description="largest allowed relative rise of build time / reference time"
     )
     memory_rise: float = Field(0.1, ge=0, description="largest allowed relative index growth")
+    counter: Literal["time", "instructions"] = Field(
+        "time", description="speed from timing samples, or from Valgrind instruction counts")
+    instructions_rise: float = Field(
+        0.02, ge=0, description="largest allowed relative rise of instructions per query")
     reference: str | None = Field(
         None, description="label or algorithm of the reference run; 'none' compares raw figures"
     )

@@ -127,6 +127,7 @@ _DESCRIBE = {  # metric -> (wording, number format, divisor)
     "speed": ("speed ratio (QPS / reference QPS)", ".4g", 1.0),
     "build": ("build ratio (build s / reference search s)", ".4g", 1.0),
     "memory": ("index MB", ".2f", 1e6),
+    "instructions": ("instructions per query", ",.0f", 1.0),
 }
 
 
@@ -219,7 +220,9 @@ def check_run(
     raw = tol.reference == NO_REFERENCE
     b_speed, b_build = _speed_and_build(base, base_ref, raw)
     c_speed, c_build = _speed_and_build(cur, cur_ref, raw)
-    if not raw and not _ok(cur_ref):
+    if tol.counter == "instructions":
+        checks.append(_instructions_check(base, cur, tol))
+    elif not raw and not _ok(cur_ref):
         checks.append(Check("speed", False, note="the reference run failed or is missing in "
                                                  "the current results"))
     elif b_speed and c_speed is not None:
@@ -255,6 +258,19 @@ def samples(run: dict[str, Any]) -> list[float]:
     """A run's QPS samples; the headline alone for records from before sampling."""
     values = run.get("samples_qps")
     return [float(v) for v in values] if values else [float(run["qps"])]
+
+
+def _instructions_check(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Check:
+    """Instructions per query (Valgrind): deterministic, so a plain relative rise against
+    a tight tolerance, with no reference run and no interval."""
+    b, c = base.get("instructions_per_query"), cur.get("instructions_per_query")
+    if not b or c is None:
+        which = "baseline" if not b else "current"
+        return Check("instructions", False, note=f"no instruction count in the {which} run "
+                                                 "(run the experiment with counter: instructions)")
+    change = c / b - 1
+    return Check("instructions", change <= tol.instructions_rise + _EPS, b, c, change,
+                 tol.instructions_rise)
 
 
 def _speed_check(base: dict[str, Any], cur: dict[str, Any], base_ref: dict[str, Any] | None,

@@ -62,7 +62,8 @@ def row_cells(row: RunComparison) -> list[tuple[str, bool]]:
     cells = [
         (row.name + (" (reference)" if row.is_reference else ""), True),
         (_pair(b_score, c_score, ".4f"), True), _change(row, "recall"),
-        (_pair(_get(b, "qps"), _get(c, "qps"), ",.0f"), True), _change(row, "speed"),
+        (_pair(_get(b, "qps"), _get(c, "qps"), ",.0f"), True),
+        _change(row, "instructions" if row.check("instructions") else "speed"),
         (_pair(_get(b, "build_time_s"), _get(c, "build_time_s"), ".3f"), True),
         _change(row, "build"),
         (_pair(index_mb(b), index_mb(c), ".2f"), True), _change(row, "memory"),
