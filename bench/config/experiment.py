@@ -11,6 +11,7 @@ import inspect
 import itertools
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -406,6 +407,7 @@ def _check_names(loaded: LoadedExperiment) -> None:
                         f"{src}: algorithms.{gi}.build.{key}: unknown build parameter of "
                         f"{group.algorithm}; expected one of: {', '.join(allowed) or 'none'}"
                     )
+        _check_build_types(cls, group.build, f"{src}: algorithms.{gi}.build")
         documented = getattr(cls, "query_params_doc", {})
         if documented and not getattr(cls, "open_query_params", False):
             for key in group.query:
@@ -419,3 +421,32 @@ def _check_names(loaded: LoadedExperiment) -> None:
                 f"{src}: algorithms.{gi}: {group.algorithm} does not support metric "
                 f"{exp.metric!r} (supported: {', '.join(cls.metrics)})"
             )
+
+
+def _check_build_types(cls: type, build: dict[str, Any], where: str) -> None:
+    """Each build value (or each value of a grid axis) against the backend's annotation,
+    strictly: ``M: 1.5`` or ``M: true`` for an ``int`` fails here with its key, not
+    minutes later inside a worker. Unannotated or unresolvable parameters are skipped."""
+    from pydantic import TypeAdapter
+
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - a plugin's annotations may not resolve; skip them
+        return
+    for key, value in build.items():
+        hint = hints.get(key)
+        if hint is None or hint is Any:
+            continue
+        adapter = TypeAdapter(hint)
+        for candidate in value if isinstance(value, list) else [value]:
+            try:
+                adapter.validate_python(candidate, strict=True)
+            except ValidationError as exc:
+                if isinstance(value, list):
+                    try:  # the parameter itself may be a list
+                        adapter.validate_python(value, strict=True)
+                        break
+                    except ValidationError:
+                        pass
+                msg = exc.errors()[0]["msg"]
+                raise BenchError(f"{where}.{key}: {candidate!r}: {msg}") from None

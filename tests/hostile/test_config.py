@@ -53,6 +53,13 @@ CASES.update({
                                         {**_FLAT, "name": "g", "build": {"factory": "IVF4,Flat"}}]},
                         "has the name 'g' of group 0"),
     "group_repeated": ({"algorithms": [_FLAT, dict(_FLAT)]}, "group 1 repeats group 0"),
+    # build values against the backend's own annotations (hnswlib: M: int)
+    "build_float_for_int": ({"algorithms": [{"algorithm": "hnswlib", "build": {"M": 1.5}}]},
+                            "algorithms.0.build.M: 1.5: Input should be a valid integer"),
+    "build_bool_for_int": ({"algorithms": [{"algorithm": "hnswlib", "build": {"M": True}}]},
+                           "algorithms.0.build.M: True: Input should be a valid integer"),
+    "build_axis_value": ({"algorithms": [{"algorithm": "hnswlib", "build": {"M": [8, "16"]}}]},
+                         "algorithms.0.build.M: '16': Input should be a valid integer"),
 })
 
 
