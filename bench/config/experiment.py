@@ -28,7 +28,7 @@ from pydantic import (
 
 from bench.config.clustering import ClusteringOptions
 from bench.config.compare import Tolerances
-from bench.config.sections import QuerySample, RelevanceOptions
+from bench.config.sections import PostProcess, QuerySample, RelevanceOptions
 from bench.config.timing import TimingOptions
 from bench.config.yaml_loader import load_yaml, read_text
 from bench.core.distances import canonical_metric
@@ -113,6 +113,8 @@ class Experiment(TimingOptions):
     timeout: float = Field(600.0, gt=0)
     memory_limit_gb: float | None = Field(None, gt=0)
     max_queries: StrictInt | None = Field(None, ge=1)
+    #: descriptor post-processing fitted on the dataset's background set (issue #17)
+    postprocess: PostProcess | None = None
     #: ``auto`` / ``recompute`` (shorthand for ``{reuse: ...}``) or a mapping
     #: ``{reuse, device}``: see GroundTruthOptions
     ground_truth: GroundTruthOptions = Field(default_factory=lambda: GroundTruthOptions())

@@ -42,6 +42,21 @@ class PooledOptions(StrictOptions):
         return self
 
 
+class PostProcess(StrictOptions):
+    """``postprocess:`` of an experiment: PCA(-whitening) fitted on the dataset's background
+    set, then L2-normalisation, applied to database and queries (bench.features.postprocess)."""
+
+    pca_whiten: StrictInt | None = Field(None, ge=1)
+    pca: StrictInt | None = Field(None, ge=1)
+    l2norm: bool = False
+
+    @model_validator(mode="after")
+    def _one_pca(self) -> PostProcess:
+        if self.pca_whiten is not None and self.pca is not None:
+            raise ValueError("set pca_whiten or pca, not both")
+        return self
+
+
 class RelevanceOptions(StrictOptions):
     """The ``relevance:`` mapping of an experiment (a bare string sets only ``mode``)."""
 

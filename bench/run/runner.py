@@ -25,6 +25,7 @@ from bench.core.kinds import kind_of
 from bench.core.paths import cache_root
 from bench.datasets import DatasetContext, ItemData, VectorData
 from bench.datasets import registry as datasets
+from bench.features.postprocess import postprocess_vectors
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
 from bench.groundtruth.exact import exact_distances
 from bench.results import ResultsFile, param_text, run_key
@@ -73,6 +74,7 @@ def load_feature_sets(
                 f"[yellow]warning:[/] {source} declares metric {data.metric}, experiment uses "
                 f"{exp.metric}; the file's own neighbours are not reused"
             )
+        data = postprocess_vectors(data, exp.postprocess, source)
         sets.append(prepare_vectors(data, exp.metric, extractor=None, source=source,
                                     max_queries=exp.max_queries, cache_dir=cache))
     elif isinstance(data, ItemData):
@@ -90,6 +92,7 @@ def load_feature_sets(
             )
             for item_id, reason in skipped:
                 console.print(f"[yellow]skipped[/] {item_id}: {reason}")
+            vectors = postprocess_vectors(vectors, exp.postprocess, f"{source} / {section.key}")
             fs = prepare_vectors(vectors, exp.metric, extractor=section.key,
                                  source=f"{source} / {section.key}",
                                  max_queries=exp.max_queries, cache_dir=cache,
