@@ -227,14 +227,22 @@ _BY_NAME = {a.name: a for a in ATTACKS}
 def family_of(attack_name: str) -> str:
     """Family of a known attack name; "other" for a name outside the table (user data)."""
     attack = _BY_NAME.get(attack_name)
+    if attack is None and attack_name.startswith("augly_"):
+        return "augly"
     return attack.family if attack else "other"
 
 
 def get_attack(name: str) -> Attack:
-    try:
+    """One of the 58, or an ``augly_*`` attack (bench.datasets.prepare.augly_attacks; the
+    AugLy library itself is imported only when the attack runs)."""
+    if name in _BY_NAME:
         return _BY_NAME[name]
-    except KeyError:
-        raise BenchError(f"unknown attack {name!r}; known: {', '.join(ATTACK_NAMES)}") from None
+    if name.startswith("augly_"):
+        from bench.datasets.prepare.augly_attacks import augly_fn
+
+        return Attack(name, "augly", augly_fn(name))
+    raise BenchError(f"unknown attack {name!r}; known: {', '.join(ATTACK_NAMES)}, and the "
+                     "augly_* family")
 
 
 def attack_image(img: Image.Image, attack: str | Attack, rng: np.random.Generator) -> Image.Image:
