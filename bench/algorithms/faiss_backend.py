@@ -15,6 +15,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend, add_chunks, training_sample
+from bench.algorithms.range import check_radius, range_to_knn
 from bench.core.errors import BenchError
 
 
@@ -28,6 +29,8 @@ class FaissBackend(Backend):
         "k_factor": "refine: candidates re-ranked per result (IndexRefine)",
         "k_factor_rf": "the same through ParameterSpace's name for RFlat / Refine",
         "ht": "polysemous Hamming threshold",
+        "radius": "range search (Flat, IVF, HNSW, ...; not NSG): the k closest within this "
+                  "harness distance",
     }
     accurate_params = {"build": {"factory": "Flat"}, "query": {}}
 
@@ -85,6 +88,11 @@ class FaissBackend(Backend):
     def set_query_params(self, **params: Any) -> None:
         import faiss
 
+        radius = params.pop("radius", None)
+        self._radius = None if radius is None else check_radius(radius, "faiss")
+        if self._radius is not None and self.metric not in ("euclidean", "angular", "ip"):
+            raise BenchError(f"faiss: radius search supports euclidean, angular and ip, "
+                             f"not {self.metric}")
         for name, value in params.items():
             try:
                 self._params.set_index_parameter(self.index, name, value)
@@ -101,23 +109,34 @@ class FaissBackend(Backend):
                 ) from None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.finish(self.index.search(queries, k))
+        return self.finish(self.search_raw(queries, k))
 
-    def search_raw(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_raw(self, queries: np.ndarray, k: int) -> Any:
         if self.metric == "jensen-shannon":  # one comparison per value: noise next to JS
             refuse_zero_components(queries, "queries")
-        return self.index.search(queries, k)
-
-    def finish(self, raw: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        sims, ids = raw
+        radius = getattr(self, "_radius", None)
+        if radius is None:
+            return self.index.search(queries, k)
+        # Faiss keeps L2 results with d^2 < r^2, inner-product results with sim > r; one
+        # float32 step past the bound makes it "within radius" (<=), as bruteforce has it
         if self.metric == "euclidean":
-            dist = np.sqrt(np.maximum(sims, 0))
-        elif self.metric in ("l1", "jensen-shannon"):
-            dist = sims  # already distances, in the harness convention
-        elif self.metric == "angular":
-            dist = 1.0 - sims
+            threshold = np.nextafter(np.float32(radius * radius), np.float32(np.inf))
         else:
-            dist = -sims
+            bound = 1.0 - radius if self.metric == "angular" else -radius
+            threshold = np.nextafter(np.float32(bound), np.float32(-np.inf))
+        try:
+            lims, values, ids = self.index.range_search(queries, float(threshold))
+        except RuntimeError as exc:
+            raise BenchError(f"faiss: {self.factory!r} has no range search: "
+                             f"{str(exc).strip().splitlines()[-1]}") from None
+        return ("range", k, lims, values, ids)
+
+    def finish(self, raw: Any) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(raw[0], str):  # ("range", k, lims, values, ids)
+            _, k, lims, values, ids = raw
+            return range_to_knn(lims, self._distance(values), ids, k)
+        sims, ids = raw
+        dist = self._distance(sims)
         dist[ids < 0] = np.inf
         return dist, ids
 
@@ -131,6 +150,16 @@ class FaissBackend(Backend):
         import faiss
 
         self.index = faiss.read_index(str(directory / "index.faiss"))
+
+    def _distance(self, sims: np.ndarray) -> np.ndarray:
+        """Faiss' output values in the harness convention (smaller is closer)."""
+        if self.metric == "euclidean":
+            return np.sqrt(np.maximum(sims, 0))
+        if self.metric in ("l1", "jensen-shannon"):
+            return np.array(sims, copy=True)  # already distances, in the harness convention
+        if self.metric == "angular":
+            return 1.0 - sims
+        return -sims
 
     def index_bytes(self) -> int | None:
         import faiss

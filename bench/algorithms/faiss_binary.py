@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.algorithms import register
 from bench.algorithms.base import Backend, training_sample
+from bench.algorithms.range import check_radius, range_to_knn
 from bench.core.errors import BenchError
 
 
@@ -26,6 +27,7 @@ class FaissBinaryBackend(Backend):
     query_params_doc = {
         "nprobe": "IVF lists visited per query (BIVF indexes)",
         "efSearch": "HNSW search queue length (BHNSW indexes or an HNSW IVF quantiser)",
+        "radius": "range search (BFlat, BIVF): the k closest within this many bits",
     }
     accurate_params = {"build": {"index_binary_factory": "BFlat"}, "query": {}}
 
@@ -87,8 +89,10 @@ class FaissBinaryBackend(Backend):
         return None
 
     def set_query_params(
-        self, *, nprobe: int | None = None, efSearch: int | None = None, **unknown: Any
+        self, *, nprobe: int | None = None, efSearch: int | None = None, radius: Any = None,
+        **unknown: Any,
     ) -> None:
+        self._radius = None if radius is None else check_radius(radius, "faiss-binary")
         if unknown:
             raise BenchError(
                 f"faiss-binary: unknown query parameter(s) {sorted(unknown)}; "
@@ -109,6 +113,15 @@ class FaissBinaryBackend(Backend):
             hnsw.efSearch = int(efSearch)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        radius = getattr(self, "_radius", None)
+        if radius is not None:
+            # Faiss keeps codes at distance < radius: floor(r) + 1 keeps those <= r
+            try:
+                lims, d, i = self.index.range_search(queries, int(np.floor(radius)) + 1)
+            except RuntimeError as exc:
+                raise BenchError(f"faiss-binary: {self.factory!r} has no range search (BFlat "
+                                 f"and BIVF do): {str(exc).strip().splitlines()[-1]}") from None
+            return range_to_knn(lims, d.astype(np.float32), i, k)
         dist, ids = self.index.search(queries, k)
         dist = dist.astype(np.float32)
         dist[ids < 0] = np.inf

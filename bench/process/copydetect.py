@@ -99,8 +99,8 @@ def pooled_pr_figure(df: pd.DataFrame, raw: dict[str, dict[str, Any]], path: Pat
         return []
     runs, note = _chosen(runs, raw)
     views = _views(runs, raw)
-    fig, axes = plt.subplots(1, len(views), figsize=(7.5 * len(views), 5.5), squeeze=False)
-    for ax, (suffix, name) in zip(axes[0], views, strict=True):
+    fig, axes = plt.subplots(len(views), 1, figsize=(9.0, 5.0 * len(views)), squeeze=False)
+    for ax, (suffix, name) in zip(axes[:, 0], views, strict=True):
         styles: dict[str, int] = {}
         for _, run in runs.iterrows():
             r = raw[run["id"]]
@@ -116,7 +116,7 @@ def pooled_pr_figure(df: pd.DataFrame, raw: dict[str, dict[str, Any]], path: Pat
                      f"R@P90 {rp or 0:.3f})")
             color = colors[run["series"]]
             ax.plot(recall, precision, color=color, ls=("-", "--", "-.", ":")[i % 4], lw=1.6,
-                    label=label)
+                    label=label, drawstyle="steps-post")
             if rp:
                 ax.plot([rp], [0.9], marker="o", ms=6, color=color, mec="black", mew=0.6)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")

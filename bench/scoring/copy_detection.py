@@ -57,11 +57,15 @@ def _curve(scores: np.ndarray, correct: np.ndarray, n_pos: int, cap: int | None,
     precision, recall, thr = pooled_pr(scores, correct, n_pos, cap)
     if precision.size == 0:
         return {"precision": [], "recall": [], "threshold": []}
+    # only the ends of tie blocks: a threshold cannot stop inside a block of equal scores
+    ends = np.ones(thr.size, dtype=bool)
+    ends[:-1] = thr[:-1] != thr[1:]
+    precision, recall, thr = precision[ends], recall[ends], thr[ends]
     idx = np.unique(np.linspace(0, precision.size - 1, min(points, precision.size))
                     .round().astype(int))
     return {"precision": [round(float(x), 6) for x in precision[idx]],
             "recall": [round(float(x), 6) for x in recall[idx]],
-            "threshold": [round(float(x), 6) for x in thr[idx]]}
+            "threshold": [round(float(x), 6) + 0.0 for x in thr[idx]]}
 
 
 class PooledScorer:

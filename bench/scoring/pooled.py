@@ -88,7 +88,7 @@ def recall_at_precision(scores: np.ndarray, correct: np.ndarray, n_positives: in
     if not ok.any():
         return 0.0, None
     i = int(np.argmax(np.where(ok, recall, -1.0)))
-    return float(recall[i]), float(thr[i])
+    return float(recall[i]), float(thr[i]) + 0.0  # + 0.0: no -0.0 in the record
 
 
 def accuracy_at_1(top1_correct: np.ndarray, positive: np.ndarray) -> float:

@@ -9,7 +9,8 @@ from bench.process.registry import FigureContext, Output, figure
 @figure("Copy detection",
         "Pooled precision-recall (ISC 2021 style): every prediction of every query, queries "
         "without an original included, sorted by similarity with ties broken pessimistically; "
-        "µAP in the legend, dots at recall for precision 0.9. Right: normalised similarity.",
+        "µAP in the legend, dots at recall for precision 0.9, one point per score threshold; "
+        "second panel: normalised similarity.",
         order=60)
 def pooled_precision_recall(ctx: FigureContext) -> list[Output]:
     return list(pooled_pr_figure(ctx.ok, ctx.raw, ctx.out_dir / "pooled_pr.png", ctx.colors,
