@@ -61,3 +61,19 @@ class Duplicator(_Exact):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         d, ids = super().search(queries, 1)
         return np.repeat(d, k, axis=1), np.repeat(ids, k, axis=1)
+
+
+class ThreadProbe(_Exact):
+    """Reports the thread counts it saw while building and while searching."""
+
+    def build(self, data: np.ndarray) -> None:
+        from threadpoolctl import threadpool_info
+
+        super().build(data)
+        self.build_threads = self.threads
+        self.build_blas = min((p["num_threads"] for p in threadpool_info()), default=-1)
+
+    def extra_metrics(self) -> dict[str, float]:
+        return {"build_threads_seen": float(self.build_threads),
+                "build_blas_threads": float(self.build_blas),
+                "search_threads_seen": float(self.threads)}

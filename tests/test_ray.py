@@ -59,7 +59,8 @@ def local_ray():
 def mini_quickstart(tmp_path: Path, name: str, extra_algorithms: list | None = None) -> Path:
     """The built-in quickstart, shrunk: same dataset kind and index families."""
     spec = yaml.safe_load((ROOT / "bench/config/experiments/quickstart.yaml").read_text())
-    spec.update(name=name, runs=1, timeout=60)
+    # build_threads 1: a multi-threaded hnswlib build differs from run to run
+    spec.update(name=name, runs=1, timeout=60, build_threads=1)
     spec["dataset"].update(n=3000, n_queries=100, dim=16, n_clusters=16)
     keep = {"faiss-flat", "faiss-ivf", "hnswlib"}
     algos = [a for a in spec["algorithms"] if a.get("name", a["algorithm"]) in keep]

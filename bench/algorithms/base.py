@@ -63,7 +63,8 @@ class Backend(ABC):
             )
 
     def set_threads(self, threads: int) -> None:
-        """Called once before build with the experiment's thread count."""
+        """Called before build with the build threads, and again after the build with
+        the query threads (a backend reads ``self.threads`` when it runs)."""
         self.threads = threads
 
     @abstractmethod

@@ -29,9 +29,9 @@ from pydantic import (
 from bench.config.clustering import ClusteringOptions
 from bench.config.compare import Tolerances
 from bench.config.sections import PostProcess, QuerySample, RelevanceOptions
+from bench.config.sweeps import SweepOptions
 from bench.config.timing import TimingOptions
 from bench.config.yaml_loader import load_yaml, read_text
-from bench.core.distances import canonical_metric
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
 from bench.core.options import StrictInt, StrictOptions, format_validation_error
@@ -88,7 +88,7 @@ class GroundTruthOptions(StrictOptions):
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:\d+)?)$")
 
 
-class Experiment(TimingOptions):
+class Experiment(TimingOptions, SweepOptions):
     name: str
     #: search (index benchmarks) or clustering (how well features group identities)
     kind: Literal["search", "clustering"] = "search"
@@ -98,14 +98,12 @@ class Experiment(TimingOptions):
     seed: StrictInt = 42
     dataset: NamedSection
     extractor: ExtractorSection | list[ExtractorSection] | None = None
-    metric: str
     k: StrictInt | list[StrictInt] = 10
     #: knn | identity | labels | groups, or a mapping with a ``mode`` key and mode options
     relevance: RelevanceOptions = Field(default_factory=lambda: RelevanceOptions(mode="knn"))
     #: {size, repeats, seed, replace}: metrics as mean and std over query sub-samples
     query_sample: QuerySample | None = None
     mode: Literal["batch", "single"] = "batch"
-    threads: StrictInt = Field(1, ge=1)
     #: false: an experiment measured for quality only (recall, retrieval), whose speed
     #: figures mean nothing; only such an experiment may run build points side by side
     #: on one machine (``bench run --parallel N``)
@@ -123,6 +121,7 @@ class Experiment(TimingOptions):
     @classmethod
     def _ground_truth_shorthand(cls, value: Any) -> Any:
         return {"reuse": value} if isinstance(value, str) else value
+
     algorithms: list[AlgorithmGroup] = Field(default_factory=list)
     #: tolerances of ``bench compare`` for this experiment (defaults in bench.gate.compare)
     compare: Tolerances | None = None
@@ -160,6 +159,10 @@ class Experiment(TimingOptions):
             raise ValueError("a search experiment needs at least one entry under algorithms")
         if self.kind == "clustering" and self.clustering is None:
             raise ValueError("a clustering experiment needs a clustering section")
+        if self.kind == "clustering" and (len(self.metrics) > 1 or len(self.thread_counts) > 1
+                                          or self.database_sizes):
+            raise ValueError("metric / threads lists and database sizes are search sweeps; "
+                             "a clustering experiment takes one metric and one thread count")
         if self.query_sample is not None and self.query_sample.seed is None:
             # one seed for every random choice unless the section names its own
             self.query_sample = self.query_sample.model_copy(update={"seed": self.seed})
@@ -192,14 +195,6 @@ class Experiment(TimingOptions):
                                      f"{names[group.name]}; names must differ")
                 names[group.name] = gi
         return groups
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, value: str) -> str:
-        try:
-            return canonical_metric(value)
-        except BenchError as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("k")
     @classmethod
@@ -418,11 +413,12 @@ def _check_names(loaded: LoadedExperiment) -> None:
                         f"{src}: algorithms.{gi}.query.{key}: unknown query parameter of "
                         f"{group.algorithm}; expected one of: {', '.join(documented)}"
                     )
-        if exp.metric not in cls.metrics:
-            raise BenchError(
-                f"{src}: algorithms.{gi}: {group.algorithm} does not support metric "
-                f"{exp.metric!r} (supported: {', '.join(cls.metrics)})"
-            )
+        for metric in exp.metrics:
+            if metric not in cls.metrics:
+                raise BenchError(
+                    f"{src}: algorithms.{gi}: {group.algorithm} does not support metric "
+                    f"{metric!r} (supported: {', '.join(cls.metrics)})"
+                )
 
 
 def _check_build_types(cls: type, build: dict[str, Any], where: str) -> None:

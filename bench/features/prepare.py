@@ -51,6 +51,9 @@ class FeatureSet:
     description: dict[str, Any] = field(default_factory=dict)
     gt_ids: np.ndarray | None = None
     gt_dist: np.ndarray | None = None  # float64 exact distances of gt_ids
+    #: the swept axes this set stands for ({"metric": ..., "n_database": ...}); empty
+    #: when the experiment sweeps nothing (bench.run.sweep)
+    sweep: dict[str, Any] = field(default_factory=dict)
     background: np.ndarray | None = None  # prepared like the database; never searched
 
     @property

@@ -21,13 +21,17 @@ MEASURED_SIZE_FIELDS = ("index_anon_bytes", "index_uss_bytes")
 
 def run_key(
     *, extractor: str | None, algorithm: str, build: dict[str, Any], query: dict[str, Any],
-    k: int, mode: str, threads: int,
+    k: int, mode: str, threads: int, sweep: dict[str, Any] | None = None,
 ) -> str:
-    """A run's identity: what resume skips and what the gate matches across files."""
-    return fingerprint_obj(
-        {"extractor": extractor, "algorithm": algorithm, "build": build, "query": query,
-         "k": k, "mode": mode, "threads": threads}
-    )[:20]
+    """A run's identity: what resume skips and what the gate matches across files.
+
+    ``sweep`` holds the swept axes of a metric / database-size sweep (the run's
+    ``sweep`` field); without one the key is what it always was."""
+    fields = {"extractor": extractor, "algorithm": algorithm, "build": build, "query": query,
+              "k": k, "mode": mode, "threads": threads}
+    if sweep:
+        fields["sweep"] = sweep
+    return fingerprint_obj(fields)[:20]
 
 
 def record_key(run: dict[str, Any]) -> str:
@@ -38,7 +42,8 @@ def record_key(run: dict[str, Any]) -> str:
     """
     return run_key(extractor=run.get("extractor"), algorithm=run["algorithm"],
                    build=run.get("build_params") or {}, query=run.get("query_params") or {},
-                   k=run["k"], mode=run.get("mode", "batch"), threads=run.get("threads", 1))
+                   k=run["k"], mode=run.get("mode", "batch"), threads=run.get("threads", 1),
+                   sweep=run.get("sweep"))
 
 
 def score_field(run: dict[str, Any]) -> str:

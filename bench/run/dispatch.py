@@ -29,6 +29,7 @@ from bench.features.prepare import FeatureSet
 from bench.groundtruth.exact import exact_distances
 from bench.results import ResultsFile, now_iso
 from bench.run.executors.task import BuildTask, Failure, NodeReport, PointResult, QueryPoint
+from bench.run.sweep import feature_set_key
 from bench.scoring.judges import Judge, knn_scores
 
 Execute = Callable[[BuildTask], Iterator[tuple[str, Any]]]
@@ -194,10 +195,13 @@ def base_record(loaded: LoadedExperiment, job: Job, point: QueryPoint) -> dict[s
     return {
         "id": point.run_id, "extractor": fs.extractor, "algorithm": bp.algorithm,
         "label": bp.label, "group": bp.group, "build_params": bp.build,
-        "query_params": point.params, "k": point.k, "mode": exp.mode, "threads": exp.threads,
-        "runs": exp.runs, "n_queries": len(fs.queries), "metric": fs.metric,
+        "query_params": point.params, "k": point.k, "mode": exp.mode,
+        "threads": job.task.threads, "build_threads": job.task.build_threads or job.task.threads,
+        "runs": exp.runs, "n_queries": len(fs.queries), "n_database": len(fs.database),
+        "metric": fs.metric,
         **({"epoch": fs.description["epoch"]} if "epoch" in fs.description else {}),
         **node_fields(job.node),
+        **({"sweep": fs.sweep, "feature_set": feature_set_key(fs)} if fs.sweep else {}),
     }
 
 

@@ -7,6 +7,7 @@ killed at any point resumes where it stopped.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
 from bench.run.measure import environment, node_report
 from bench.run.progress import progress_bar
 from bench.run.replicas import with_replicas
+from bench.run.sweep import expand_sets, feature_set_key
 from bench.run.truth import attach_ground_truth
 from bench.scoring.judges import Judge, make_judge
 
@@ -69,14 +71,15 @@ def load_feature_sets(
             raise BenchError(
                 f"{loaded.source}: extractor: dataset {exp.dataset.name} already yields vectors"
             )
-        if data.metric and data.metric != exp.metric:
-            console.print(
-                f"[yellow]warning:[/] {source} declares metric {data.metric}, experiment uses "
-                f"{exp.metric}; the file's own neighbours are not reused"
-            )
         data = postprocess_vectors(data, exp.postprocess, source)
-        sets.append(prepare_vectors(data, exp.metric, extractor=None, source=source,
-                                    max_queries=exp.max_queries, cache_dir=cache))
+        for metric in exp.metrics:
+            if data.metric and data.metric != metric:
+                console.print(
+                    f"[yellow]warning:[/] {source} declares metric {data.metric}, experiment "
+                    f"uses {metric}; the file's own neighbours are not reused"
+                )
+            sets.append(prepare_vectors(data, metric, extractor=None, source=source,
+                                        max_queries=exp.max_queries, cache_dir=cache))
     elif isinstance(data, ItemData):
         if not exp.extractors:
             raise BenchError(
@@ -93,16 +96,18 @@ def load_feature_sets(
             for item_id, reason in skipped:
                 console.print(f"[yellow]skipped[/] {item_id}: {reason}")
             vectors = postprocess_vectors(vectors, exp.postprocess, f"{source} / {section.key}")
-            fs = prepare_vectors(vectors, exp.metric, extractor=section.key,
-                                 source=f"{source} / {section.key}",
-                                 max_queries=exp.max_queries, cache_dir=cache,
-                                 shuffle_seed=exp.seed)
-            fs.skipped = skipped
-            if section.epoch is not None:  # a checkpoint of a fine-tuning run
-                fs.description["epoch"] = section.epoch
-            sets.append(fs)
+            for metric in exp.metrics:
+                fs = prepare_vectors(vectors, metric, extractor=section.key,
+                                     source=f"{source} / {section.key}",
+                                     max_queries=exp.max_queries, cache_dir=cache,
+                                     shuffle_seed=exp.seed)
+                fs.skipped = skipped
+                if section.epoch is not None:  # a checkpoint of a fine-tuning run
+                    fs.description["epoch"] = section.epoch
+                sets.append(fs)
     else:  # pragma: no cover - contract violation by a plugin
         raise BenchError(f"dataset {exp.dataset.name} returned {type(data).__name__}")
+    sets = expand_sets(exp, sets, cache)
     description = {
         "name": exp.dataset.name,
         "options": exp.dataset.options(),
@@ -152,16 +157,19 @@ def _check_parallel(loaded: LoadedExperiment, options: RunOptions) -> None:
 
 
 def plan_build(loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, judge: Judge | None,
-               done: set[str]) -> tuple[Job | None, int]:
+               done: set[str], threads: int | None = None) -> tuple[Job | None, int]:
     """The job of one build point's unfinished query points (None: all done), and how
-    many of its points are already recorded."""
+    many of its points are already recorded; ``threads``: the query threads (default:
+    the experiment's first count)."""
     exp = loaded.experiment
+    threads = threads or exp.thread_counts[0]
     points = []
     skipped = 0
     for qi, qparams in enumerate(bp.queries):
         for k in exp.ks:
             rid = run_key(extractor=fs.extractor, algorithm=bp.algorithm, build=bp.build,
-                          query=qparams, k=k, mode=exp.mode, threads=exp.threads)
+                          query=qparams, k=k, mode=exp.mode, threads=threads,
+                          sweep=fs.sweep or None)
             if rid in done:
                 skipped += 1
             else:
@@ -172,8 +180,8 @@ def plan_build(loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, judge: 
     task = BuildTask(
         algorithm=bp.algorithm, build=bp.build, points=points, metric=fs.metric, dim=fs.dim,
         database_path=str(fs.database_path), queries_path=str(fs.queries_path), mode=exp.mode,
-        timing=TimingPlan.of(exp), threads=exp.threads, seed=exp.seed, timeout_s=bp.timeout,
-        memory_limit_bytes=limit,
+        timing=TimingPlan.of(exp), threads=threads, seed=exp.seed, timeout_s=bp.timeout,
+        memory_limit_bytes=limit, build_threads=exp.build_thread_count,
     )
     label = f"{fs.extractor + ' / ' if fs.extractor else ''}{bp.label} {param_text(bp.build)}"
     return Job(fs, bp, task, judge, label.strip()), skipped
@@ -210,14 +218,14 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
                             recompute=exp.ground_truth.reuse == "recompute",
                             device=exp.ground_truth.device, executor=options.executor)
     dataset_description["feature_sets"] = {
-        fs.extractor or "vectors": {**fs.description, "skipped": fs.skipped} for fs in sets
+        feature_set_key(fs): {**fs.description, "skipped": fs.skipped} for fs in sets
     }
     header = {
         "name": exp.name,
         "experiment": exp.model_dump(mode="json"),
         "experiment_source": str(loaded.source),
         "dataset": dataset_description,
-        "environment": environment(exp.threads),
+        "environment": {**environment(exp.threads), "build_threads": exp.build_thread_count},
         "executor": options.executor,
         "parallel": options.parallel,
     }
@@ -233,8 +241,8 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     already = 0
     for fs in sets:
         judge = make_judge(loaded, fs)
-        for bp in loaded.builds:
-            job, skipped = plan_build(loaded, fs, bp, judge, done)
+        for threads, bp in itertools.product(exp.thread_counts, loaded.builds):
+            job, skipped = plan_build(loaded, fs, bp, judge, done, threads)
             already += skipped
             if job is not None:
                 jobs.append(job)
@@ -255,7 +263,7 @@ def _save_items(results: ResultsFile, fs: FeatureSet) -> None:
     (row i of a neighbours file is item i of the database list)."""
     if not fs.database_items:
         return
-    key = fs.extractor or "vectors"
+    key = feature_set_key(fs)
     path = results.path.parent / "items" / f"{key}.json"
 
     def rows(items: list[Any] | None) -> list[dict[str, Any]]:

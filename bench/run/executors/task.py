@@ -60,6 +60,8 @@ class BuildTask:
     seed: int
     timeout_s: float
     memory_limit_bytes: int | None
+    #: threads while building (None: ``threads``); ``threads`` are the query threads
+    build_threads: int | None = None
 
 
 @dataclass

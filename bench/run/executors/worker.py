@@ -54,10 +54,13 @@ def run_task(task: BuildTask, send: Send) -> None:
         peak_anon = before
         try:
             backend = cls(task.metric, task.dim, **build_params)
-            backend.set_threads(task.threads)
+            build_threads = task.build_threads or task.threads
+            backend.set_threads(build_threads)
             t0 = time.perf_counter_ns()
-            backend.build(database)
+            with threadpool_limits(limits=build_threads):
+                backend.build(database)
             build_time = (time.perf_counter_ns() - t0) * 1e-9
+            backend.set_threads(task.threads)  # queries run with the query threads
         except Exception as exc:  # a failing configuration is a result, not a crash
             send(("failure", Failure("failed", "build", _one_line(exc), None)))
             send(("traceback", traceback.format_exc()))
