@@ -35,10 +35,9 @@ from bench.config.yaml_loader import load_yaml, read_text
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
 from bench.core.options import StrictInt, StrictOptions, format_validation_error
+from bench.core.paths import MAX_NAME, folder_name_problem  # noqa: F401 - MAX_NAME re-exported
 
 #: an experiment name becomes a folder under the results and plots roots
-MAX_NAME = 100
-_SAFE_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME}}}")
 
 
 class NamedSection(BaseModel):
@@ -172,9 +171,9 @@ class Experiment(TimingOptions, SweepOptions):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         """The name is the results / plots folder: one path component, never a path."""
-        if not _SAFE_NAME.fullmatch(value) or value in (".", ".."):
-            raise ValueError(f"expected one folder name of letters, digits and ._- (at most "
-                             f"{MAX_NAME} characters, not . or ..), got {value!r}")
+        problem = folder_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("algorithms")

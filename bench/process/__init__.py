@@ -12,9 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes
 from bench.core.kinds import kind_of
-from bench.core.paths import plots_root
+from bench.core.paths import folder_name_problem, plots_root
 from bench.process.copydetect import copy_detection_table, report_rows, write_table
 from bench.process.frame import ok_runs, runs_frame, score_label
 from bench.process.galleries import SELECT_MODES, GalleryOptions, gallery_outputs
@@ -31,6 +32,18 @@ logger = logging.getLogger(__name__)
 
 def plots_dir(name: str) -> Path:
     return plots_root() / name
+
+
+def output_name(results: dict) -> str:
+    """The plots folder of a results file: its ``name`` only when that is one safe folder
+    name (a results.json whose name is a path must not write anywhere else)."""
+    name = results.get("name")
+    if name is None:
+        name = Path(results["_path"]).parent.name
+    problem = folder_name_problem(name)
+    if problem is not None:
+        raise BenchError(f"{results['_path']}: name: {problem}")
+    return str(name)
 
 
 def _warn(console: Console | None, message: str) -> None:
@@ -55,7 +68,7 @@ def process_results(
     written, report.html last.
     """
     results = load_results(spec)
-    name = results.get("name") or Path(results["_path"]).parent.name
+    name = output_name(results)
     out_dir = plots_dir(name)
     kind = kind_of(results)
     if kind is not None:

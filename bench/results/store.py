@@ -134,5 +134,34 @@ def _upgraded(data: dict[str, Any], path: Path) -> dict[str, Any]:
                    if not isinstance(run, dict) or f not in run]
         if missing:
             raise BenchError(f"{path}: runs[{i}] lacks {', '.join(missing)} (schema {schema})")
+        problem = _run_field_problem(run)
+        if problem is not None:
+            raise BenchError(f"{path}: runs[{i}].{problem}")
     data.setdefault("runs", runs)
     return data
+
+
+#: fields every reader indexes or computes with, and what they must be
+_TEXT_FIELDS = ("id", "algorithm", "label", "status", "extractor", "mode")
+_NUMBER_FIELDS = ("recall", "hit_rate", "qps", "build_time_s", "search_time_s", "index_bytes",
+                  "index_uss_bytes", "index_anon_bytes", "threads")
+
+
+def _run_field_problem(run: dict[str, Any]) -> str | None:
+    """A wrongly typed field of one run record (``k: "ten"``), as ``field: what``."""
+    k = run.get("k")  # None for kinds without a k (clustering)
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        return f"k: expected a positive integer, got {k!r}"
+    for name in _TEXT_FIELDS:
+        value = run.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{name}: expected text, got {value!r}"
+    for name in _NUMBER_FIELDS:
+        value = run.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{name}: expected a number, got {value!r}"
+    for name in ("build_params", "query_params"):
+        value = run.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name}: expected a mapping, got {value!r}"
+    return None
