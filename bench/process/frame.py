@@ -40,6 +40,9 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
         for name, value in (r.get("extra") or {}).items():
             if not isinstance(value, dict | list):
                 row[f"extra.{name}"] = value
+        ci = r.get("qps_ci")  # the 95 % CI of the median QPS, when the run was sampled
+        row["qps_low"], row["qps_high"] = (ci if isinstance(ci, list) and len(ci) == 2
+                                           else (np.nan, np.nan))
         row["series"] = series_name(r)
         row["score"] = score(r)
         row["score_field"] = score_field(r)
@@ -53,7 +56,7 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    for col in ("status", "qps", "recall", "build_time_s", "k", "extractor"):
+    for col in ("status", "qps", "recall", "build_time_s", "k", "extractor", "stable"):
         if col not in df:
             df[col] = np.nan
     df["score"] = pd.to_numeric(df["score"], errors="coerce")

@@ -38,6 +38,7 @@ def recall_qps(df: pd.DataFrame, k: int, path: Path, colors: dict, *, title: str
                label: str, all_points: bool, svg: bool) -> list[Path]:
     """Per series the Pareto front of (score, QPS); with all_points every run as well."""
     fig, ax = plt.subplots(figsize=(9, 5.5))
+    unstable = False
     for series, group in df.groupby("series", sort=True):
         pts = group.dropna(subset=["score", "qps"])
         pts = pts[pts["qps"] > 0]
@@ -50,16 +51,38 @@ def recall_qps(df: pd.DataFrame, k: int, path: Path, colors: dict, *, title: str
         if all_points:
             ax.scatter(pts["score"], pts["qps"], color=colors[series], s=14, alpha=0.55,
                        edgecolors="none")
+        unstable |= _uncertainty(ax, pts if all_points else front, colors[series])
     recall_axis(ax, df["score"], f"{label}@{k}")
     ax.set_yscale("log")
     plain_log(ax.yaxis)
     ax.set_ylabel("queries per second (log scale)")
     _thresholds(ax)
     shown = "every run; lines: Pareto fronts" if all_points else "Pareto fronts"
+    if unstable:
+        shown += "; open rings: CI target not reached"
     ax.set_title(f"{title}: {label}@{k} vs throughput ({shown})")
     ax.grid(True, which="both", alpha=0.25)
     legend_outside(ax, "series")
     return save(fig, path, svg=svg)
+
+
+def _uncertainty(ax: plt.Axes, pts: pd.DataFrame, color: str) -> bool:
+    """Error bars (the 95 % CI of each point's median QPS) and an open ring around points
+    whose sampling stopped before reaching its CI target; True when there was one."""
+    if "qps_low" in pts:
+        bars = pts.dropna(subset=["qps_low", "qps_high"])
+        if not bars.empty:
+            ax.errorbar(bars["score"], bars["qps"],
+                        yerr=[(bars["qps"] - bars["qps_low"]).clip(lower=0),
+                              (bars["qps_high"] - bars["qps"]).clip(lower=0)],
+                        fmt="none", ecolor=color, elinewidth=0.8, capsize=2, alpha=0.8)
+    if "stable" not in pts:
+        return False
+    shaky = pts[pts["stable"].astype("boolean").eq(False).fillna(False).astype(bool)]
+    if not shaky.empty:
+        ax.scatter(shaky["score"], shaky["qps"], s=70, facecolors="none", edgecolors=color,
+                   linewidths=1.0)
+    return not shaky.empty
 
 
 def cost_vs_recall(df: pd.DataFrame, k: int, column: str, ylabel: str, what: str, path: Path,

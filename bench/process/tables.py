@@ -18,8 +18,8 @@ from bench.core.files import atomic_write_bytes
 from bench.process.plots import THRESHOLDS
 from bench.results.record import param_text
 
-COLUMNS = ["k", "series", "min_score", "qps", "score", "build_time_s", "index_mb",
-           "build_params", "query_params", "run_id"]
+COLUMNS = ["k", "series", "min_score", "qps", "qps_low", "qps_high", "stable", "score",
+           "build_time_s", "index_mb", "build_params", "query_params", "run_id"]
 
 
 def best_qps(df: pd.DataFrame, raw: dict[str, dict[str, Any]],
@@ -33,6 +33,8 @@ def best_qps(df: pd.DataFrame, raw: dict[str, dict[str, Any]],
                 best = ok.loc[ok["qps"].idxmax()]
                 run = raw[best["id"]]
                 row.update(qps=float(best["qps"]), score=float(best["score"]),
+                           qps_low=_float(best.get("qps_low")),
+                           qps_high=_float(best.get("qps_high")), stable=run.get("stable"),
                            build_time_s=_float(best.get("build_time_s")),
                            index_mb=_float(best.get("index_mb")),
                            build_params=param_text(run.get("build_params")),
@@ -70,8 +72,12 @@ def report_view(table: pd.DataFrame) -> list[dict[str, Any]]:
                 if pd.isna(r["qps"]):
                     cells.append(None)
                     continue
+                ci = (f"{_fmt(r['qps_low'], ',.0f')}-{_fmt(r['qps_high'], ',.0f')}"
+                      if np.isfinite(_float(r.get("qps_low"))) else "")
                 cells.append({
-                    "qps": _fmt(r["qps"], ",.0f"), "score": _fmt(r["score"], ".4f"),
+                    "qps": _fmt(r["qps"], ",.0f") + ("" if r.get("stable") is not False
+                                                     else " (unstable)"),
+                    "qps_ci": ci, "score": _fmt(r["score"], ".4f"),
                     "build_s": _fmt(r["build_time_s"], ".3g"), "mb": _fmt(r["index_mb"], ".3g"),
                     "params": ", ".join(p for p in (r["build_params"], r["query_params"]) if p),
                 })
