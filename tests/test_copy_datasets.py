@@ -57,6 +57,9 @@ def test_disc21_layout_identities_and_subsets(tmp_path):
     assert d.queries[2].identity == "disc21-query:Q00002"
     assert not {q.identity for q in d.queries[2:]} & {r.identity for r in d.database}
     assert len(d.background) == 5 and d.description["true_pairs"] == 2
+    both = _load("disc21", tmp_path, root=str(root), background=5, training=4)
+    assert [t.id for t in both.training] == [f"disc21-training:T{t:06d}" for t in range(5, 9)]
+    assert not {t.id for t in both.training} & {b.id for b in both.background}
     every = _load("disc21", tmp_path, root=str(root), subset="all")
     assert len(every.queries) == 5 and every.queries[4].identity == "disc21-query:Q00004"
     # a subset of references keeps the true matches of the chosen queries

@@ -120,3 +120,18 @@ def test_accuracy_at_1_only_positive_queries():
     top1 = np.array([True, False, False, True])
     positive = np.array([True, True, False, False])
     assert accuracy_at_1(top1, positive) == 0.5
+
+
+def test_pooled_options_are_checked_at_load():
+    from pydantic import ValidationError
+
+    from bench.config.sections import RelevanceOptions
+
+    with pytest.raises(ValidationError, match="applies to mode identity only"):
+        RelevanceOptions.model_validate({"mode": "labels", "pooled": {"cap": 5}})
+    with pytest.raises(ValidationError, match="precisions in"):
+        RelevanceOptions.model_validate({"mode": "identity", "pooled": {"at_precision": [1.5]}})
+    with pytest.raises(ValidationError, match="predictions"):
+        RelevanceOptions.model_validate({"mode": "identity", "pooled": {"predictions": 0}})
+    # a bare mode is still recorded as the bare name
+    assert RelevanceOptions.model_validate("identity").model_dump() == "identity"

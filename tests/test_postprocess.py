@@ -50,7 +50,7 @@ def test_postprocess_refusals_are_one_line():
     data = _data()
     with pytest.raises(BenchError, match="background set is 300 x 6"):
         postprocess_vectors(data, PostProcess(pca=7), "test")
-    with pytest.raises(BenchError, match="the dataset has none"):
+    with pytest.raises(BenchError, match="the dataset has neither"):
         postprocess_vectors(VectorData(database=data.database, queries=data.queries),
                             PostProcess(pca_whiten=2), "test")
     codes = VectorData(database=np.zeros((3, 8), np.uint8), queries=np.zeros((2, 8), np.uint8))
@@ -87,3 +87,44 @@ def test_postprocessed_identity_run_end_to_end(tmp_path):
     assert fs["dim"] == 4 and fs["postprocess"]["pca_whiten"] == 4
     assert (run["positive_queries"], run["negative_queries"]) == (10, 5)
     assert run["accuracy@1"] == 1.0 and run["hit_rate"] == 1.0 and run["uap_norm"] is not None
+
+
+def test_training_set_takes_precedence_for_the_fit():
+    data = _data()
+    train = (RNG.standard_normal((200, 6)) * SCALE[::-1]).astype(np.float32)
+    from dataclasses import replace
+
+    out = postprocess_vectors(replace(data, training=train), PostProcess(pca_whiten=3), "test")
+    assert out.description["postprocess"]["fitted_on"] == "training"
+    assert out.description["postprocess"]["n_fit"] == 200 and out.training is None
+    # whitened with the training statistics: the training set, not the background, is white
+    from sklearn.decomposition import PCA
+
+    ref = PCA(3, whiten=True, svd_solver="full").fit(train.astype(np.float64))
+    assert np.allclose(out.queries, ref.transform(data.queries.astype(np.float64)), atol=1e-4)
+
+
+def test_copydetect_mini_training_set_fits_whitened_hash_bits(tmp_path):
+    from bench.results import load_results
+    from bench.run.runner import RunOptions, run_experiment
+
+    spec = {"name": "ppmini", "seed": 1,
+            "dataset": {"name": "copydetect-mini", "photos": ["astronaut", "coffee"],
+                        "attacks": ["jpeg_50", "rotate_5"], "n_distractors": 10,
+                        "distractor_size": 64, "max_side": 96, "background": 20,
+                        "training": 40, "workers": 1, "progress": False},
+            "extractor": {"name": "dhash", "hash_size": 4, "as_float": True},
+            "metric": "euclidean", "k": 2, "runs": 1, "timeout": 60,
+            "postprocess": {"pca": 8, "l2norm": True}, "relevance": "identity",
+            "algorithms": [{"algorithm": "bruteforce", "name": "exact"}]}
+    path = tmp_path / "ppmini.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    console = Console(file=open(tmp_path / "log.txt", "w"))  # noqa: SIM115
+    results = run_experiment(path, RunOptions(executor="inline", progress=False, workers=1),
+                             console)
+    data = load_results(results.path)
+    (run,) = data["runs"]
+    assert run["status"] == "ok", run.get("error")
+    fs = next(iter(data["dataset"]["feature_sets"].values()))
+    assert fs["dim"] == 8
+    assert fs["postprocess"]["fitted_on"] == "training" and fs["postprocess"]["n_fit"] == 40

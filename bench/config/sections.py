@@ -103,6 +103,8 @@ class RelevanceOptions(StrictOptions):
             raise ValueError("relevance.match applies to mode labels only")
         if self.at is not None and (not self.at or min(self.at) < 1):
             raise ValueError("at: expected a list of positive cut-offs")
+        if self.mode != "identity" and "pooled" in self.model_fields_set:
+            raise ValueError("relevance.pooled applies to mode identity only")
         return self
 
 

@@ -39,6 +39,8 @@ class VectorData:
     #: a separate set that never enters the database: score normalisation and
     #: descriptor post-processing are fitted on it (copy detection, issue #17)
     background: np.ndarray | None = None
+    #: a second separate set that only fits descriptor post-processing (``training:``)
+    training: np.ndarray | None = None
 
 
 @dataclass
@@ -49,6 +51,8 @@ class ItemData:
     description: dict[str, Any] = field(default_factory=dict)
     #: the dataset's ``background:`` items (never in the database), see VectorData
     background: list[Item] = field(default_factory=list)
+    #: the dataset's ``training:`` items (post-processing fit only), see VectorData
+    training: list[Item] = field(default_factory=list)
 
 
 @dataclass

@@ -72,7 +72,7 @@ class Disc21Options(StrictOptions):
     root: str | None = Field(None, description="folder holding the DISC21 folders and CSVs")
     references: str | None = None
     queries: str | None = None
-    training: str | None = None
+    training_folder: str | None = None
     ground_truth: str | None = Field(None, description="CSV query_id,reference_id")
     split: Literal["dev", "final"] = "dev"
     subset: Literal["ground_truth", "all"] = Field("ground_truth", description=(
@@ -82,6 +82,8 @@ class Disc21Options(StrictOptions):
     n_references: int | None = Field(None, ge=0, description=(
         "references besides the true matches of the chosen queries (first N); default all"))
     background: int = Field(0, ge=0, description="first N training images as background set")
+    training: int = Field(0, ge=0, description=(
+        "the next N training images (after the background ones): fit post-processing only"))
     namespace: str = "disc21"
 
 
@@ -134,14 +136,17 @@ class Disc21(_FolderDataset):
             keep = {r.id for r in others} | {f"{ns}:{w}" for w in wanted}
             refs = [r for r in refs if r.id in keep]
         background: list[Item] = []
-        if o.background:
-            t_dir = self._find(o.training, DISC_FOLDERS["training"], "training")
-            background = folder_items(t_dir, f"{ns}-training", "none", ids="stem",
-                                      limit=o.background, what="disc21 training")
-        return ItemData(refs, queries, background=background, description=describe(
+        training: list[Item] = []
+        if o.background or o.training:
+            t_dir = self._find(o.training_folder, DISC_FOLDERS["training"], "training_folder")
+            images = folder_items(t_dir, f"{ns}-training", "none", ids="stem",
+                                  limit=o.background + o.training, what="disc21 training")
+            background, training = images[: o.background], images[o.background:]
+        return ItemData(refs, queries, background=background, training=training,
+                        description=describe(
             self.registered_name, refs, queries, split=o.split, subset=o.subset,
             true_pairs=sum(1 for q in queries if q.attrs["positive"]),
-            n_background=len(background)))
+            n_background=len(background), n_training=len(training)))
 
 
 COPYDAYS_BLOCKS = ("strong", "jpegqual", "crops")

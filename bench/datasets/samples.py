@@ -192,7 +192,7 @@ def procedural_image(index: int, seed: int, size: int = 256) -> Image.Image:
 
 #: procedural images from these indices on are never database distractors (at most
 #: 100,000): sources of negative queries, and the background set
-NEGATIVE_START, BACKGROUND_START = 100_000, 200_000
+NEGATIVE_START, BACKGROUND_START, TRAINING_START = 100_000, 200_000, 300_000
 
 
 def _write_distractors(indices: list[int], folder: Path, seed: int, size: int,
@@ -243,6 +243,9 @@ class CopydetectMiniOptions(StrictOptions):
     background: int = Field(0, ge=0, le=100_000, description=(
         "procedural images in a separate background set (never in the database): score "
         "normalisation and post-processing are fitted on it"))
+    training: int = Field(0, ge=0, le=100_000, description=(
+        "procedural images in a separate training set: post-processing is fitted on it "
+        "instead of the background set"))
 
 
 @register("copydetect-mini")
@@ -303,13 +306,21 @@ class CopydetectMini(Dataset):
                                  o.progress, start=BACKGROUND_START)
             background = folder_items(bg_dir, "mini-background", "stem", ids="stem",
                                       limit=o.background, what="copydetect-mini background")
+        training: list = []
+        if o.training:
+            tr_dir = root / f"training-{o.distractor_size}-seed{seed}"
+            generate_distractors(tr_dir, o.training, seed, o.distractor_size, workers,
+                                 o.progress, start=TRAINING_START)
+            training = folder_items(tr_dir, "mini-training", "stem", ids="stem",
+                                    limit=o.training, what="copydetect-mini training")
         database = originals + distractors
         queries = queries + negatives
-        return ItemData(database, queries, background=background, description=describe(
+        return ItemData(database, queries, background=background, training=training,
+                        description=describe(
             self.registered_name, database, queries, n_originals=len(originals),
             n_distractors=len(distractors), generator=GENERATOR_VERSION, cache=str(root),
             holdout=sorted(held), n_negative_sources=o.negatives,
-            n_background=len(background)))
+            n_background=len(background), n_training=len(training)))
 
     def _negatives(self, root: Path, attacks: tuple[str, ...], workers: int) -> list:
         """Attacks of procedural images that are not in the database (negatives)."""

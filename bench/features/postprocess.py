@@ -3,7 +3,8 @@
 Copy detectors are scored after PCA-whitening trained on images that are neither
 database nor queries (SSCD: DISC21 training images), then L2-normalised. Fitting on
 the database or the queries would leak the test set into the descriptor, so the fit
-uses only the dataset's background set, and refuses to run without one.
+uses only the dataset's ``training:`` set, else its ``background:`` set, and refuses
+to run without either.
 scikit-learn's PCA (full SVD: deterministic) does the fitting.
 """
 
@@ -37,15 +38,18 @@ def postprocess_vectors(data: VectorData, opts: Any, source: str) -> VectorData:
         raise BenchError(f"{source}: postprocess applies to float descriptors, not binary codes")
     dims = opts.pca_whiten or opts.pca
     bg = None if data.background is None else np.asarray(data.background, dtype=np.float64)
+    fit_on = "training" if data.training is not None and len(data.training) else "background"
+    fit = bg if fit_on == "background" else np.asarray(data.training, dtype=np.float64)
     if dims is not None:
-        if bg is None or len(bg) == 0:
-            raise BenchError(f"{source}: postprocess PCA is fitted on the background set; the "
-                             "dataset has none (set its `background:` option)")
-        if dims > min(bg.shape):
+        if fit is None or len(fit) == 0:
+            raise BenchError(f"{source}: postprocess PCA is fitted on the training or "
+                             "background set; the dataset has neither (set its `training:` "
+                             "or `background:` option)")
+        if dims > min(fit.shape):
             raise BenchError(f"{source}: postprocess asks for {dims} components, but the "
-                             f"background set is {bg.shape[0]} x {bg.shape[1]}")
+                             f"{fit_on} set is {fit.shape[0]} x {fit.shape[1]}")
         pca = PCA(n_components=dims, whiten=opts.pca_whiten is not None, svd_solver="full")
-        pca.fit(bg)
+        pca.fit(fit)
 
         def apply(x: np.ndarray) -> np.ndarray:
             return pca.transform(np.asarray(x, dtype=np.float64))
@@ -60,7 +64,7 @@ def postprocess_vectors(data: VectorData, opts: Any, source: str) -> VectorData:
         parts = {k: _l2(v, k) for k, v in parts.items()}
     out = {k: v.astype(np.float32) for k, v in parts.items()}
     description = {**data.description, "postprocess": {
-        **opts.model_dump(), "fitted_on": "background" if dims else None,
-        "n_fit": None if bg is None or not dims else len(bg)}}
+        **opts.model_dump(), "fitted_on": fit_on if dims else None,
+        "n_fit": None if fit is None or not dims else len(fit)}}
     return replace(data, database=out["database"], queries=out["queries"],
-                   background=out.get("background"), description=description)
+                   background=out.get("background"), training=None, description=description)

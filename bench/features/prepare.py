@@ -294,16 +294,19 @@ def extract_item_features(
     out = []
     skipped: list[tuple[str, str]] = []
     parts = [("database", items.database), ("queries", items.queries)]
-    if items.background:
-        parts.append(("background", items.background))
+    for part in ("background", "training"):  # separate sets: never searched
+        if getattr(items, part):
+            parts.append((part, getattr(items, part)))
+    extra: dict[str, np.ndarray] = {}
     for part, part_items in parts:
         got = extract(extractor, part_items, cache_dir=cache_dir,
                       dataset_fingerprint=f"{dataset_fp}-{part}", progress=progress)
         kept_items = [part_items[i] for i in np.asarray(got.kept)]
         out.append((got.features, kept_items))
         skipped.extend(got.skipped)
+        if part in ("background", "training"):
+            extra[part] = np.asarray(got.features)
     (db, db_items), (q, q_items) = out[:2]
-    background = np.asarray(out[2][0]) if len(out) > 2 else None
     # in item order, memory-mapped from the store: the caller passes ``shuffle_seed`` to
     # prepare_vectors, which applies the seeded database shuffle while it writes (a
     # fancy-indexed permutation here was a full copy of the features in memory)
@@ -311,6 +314,6 @@ def extract_item_features(
         database=db, queries=q, database_items=db_items, query_items=q_items,
         description={**items.description, "extractor": extractor.fingerprint(),
                      "binary_codes": db.dtype == np.uint8 and extractor.family == "binary"},
-        background=background,
+        background=extra.get("background"), training=extra.get("training"),
     )
     return data, skipped
