@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from bench.core.errors import BenchError
+
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
@@ -33,24 +35,39 @@ def _atomic_file(path: Path, prefix: str, suffix: str) -> Iterator[BinaryIO]:
 
     mkstemp creates 0600; the file gets the mode the umask gives any new file, so
     results and baselines stay readable by whoever could read an ordinary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, read-only folder, quota: one line
+            raise _unwritable(path, exc) from None
         raise
 
 
+def _unwritable(path: Path, exc: OSError) -> BenchError:
+    return BenchError(f"{path}: cannot be written ({exc.strerror or exc}); the previous "
+                      "version, if any, is intact")
+
+
 def _umask() -> int:
+    """Read once at import: os.umask can only be read by setting it, and setting it while
+    other threads create files (concurrent dispatch) would give them the wrong mode."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
