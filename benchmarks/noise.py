@@ -41,7 +41,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(HERE), str(HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from bench.core.stats import cv  # noqa: E402
-from bench.gate.compare import Tolerances, compare_results, match_key, run_name  # noqa: E402
+from bench.gate.compare import Tolerances, compare_results  # noqa: E402
+from bench.results.record import record_key as match_key  # noqa: E402
+from bench.results.record import run_name  # noqa: E402
 
 OLD = {"runs": 3, "min_sample_s": 0.0, "max_point_s": 0.0, "replicas": 1}
 SLOWABLE = "slowable"
