@@ -111,3 +111,30 @@ print(peak[0] - before, fs.database.nbytes)
     grew, nbytes = map(int, result.stdout.split())
     assert nbytes == 64 << 20
     assert grew < 16 << 20, grew
+
+
+def test_large_synthetic_data_generated_into_a_memory_map(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.datasets import DatasetContext, vectors
+    from bench.datasets import registry as datasets
+
+    cls = datasets.get("synthetic")
+    options = cls.Options.model_validate({"n": 3000, "dim": 40, "n_queries": 30})
+
+    def load() -> VectorData:
+        data = cls(options, DatasetContext(seed=5, cache_dir=tmp_path, base_dir=tmp_path)).load()
+        assert isinstance(data, VectorData)
+        return data
+
+    small = load()
+    assert not isinstance(small.database, np.memmap)
+    monkeypatch.setattr(vectors, "MAP_BYTES", 1 << 10)
+    monkeypatch.setattr(vectors, "GEN_BYTES", 40 * 4 * 700)
+    mapped = load()
+    assert isinstance(mapped.database, np.memmap) and isinstance(mapped.queries, np.memmap)
+    assert np.array_equal(np.asarray(mapped.database), small.database)  # the same values
+    assert np.array_equal(np.asarray(mapped.queries), small.queries)
+    (path,) = (tmp_path / "synthetic").glob("*.npy")
+    stamp = path.stat().st_mtime_ns
+    again = load()  # generated once, then reused from the cache
+    assert path.stat().st_mtime_ns == stamp and np.array_equal(again.database, small.database)

@@ -165,7 +165,24 @@ class FaissBackend(Backend):
         import faiss
 
         index = faiss.index_gpu_to_cpu(self.index) if self.device != "cpu" else self.index
-        return int(faiss.serialize_index(index).nbytes)
+        return serialized_size(faiss, faiss.write_index, index)
+
+
+def serialized_size(faiss: Any, write: Any, index: Any) -> int:
+    """Bytes ``write`` (faiss.write_index / write_index_binary) produces, counted as they
+    stream out: ``serialize_index`` builds the whole byte string in memory, a transient
+    two to three times the index (a 512 MB Flat index peaked the worker at 1.66 GB)."""
+    count = [0]
+
+    def add(buffer: bytes) -> None:
+        count[0] += len(buffer)
+
+    writer = faiss.PyCallbackIOWriter(add)
+    try:
+        write(index, writer)
+    finally:
+        del writer
+    return count[0]
 
 
 def _reserve_codes(faiss: Any, index: Any, n: int) -> None:

@@ -130,4 +130,6 @@ class FaissBinaryBackend(Backend):
     def index_bytes(self) -> int | None:
         import faiss
 
-        return int(faiss.serialize_index_binary(self.index).nbytes)
+        from bench.algorithms.faiss_backend import serialized_size
+
+        return serialized_size(faiss, faiss.write_index_binary, self.index)
