@@ -73,9 +73,12 @@ def experiment(name: str, n: int, dim: int, ivf: str, train_size: int, nprobe: l
     }
 
 
-def run_driver(spec: dict[str, Any], work: Path, cap_bytes: int) -> tuple[dict[str, Any], int,
-                                                                          float]:
-    """``bench run`` in a child process; (results.json, driver peak anonymous, wall s)."""
+def run_driver(spec: dict[str, Any], work: Path, cap_bytes: int,
+               floor_bytes: int) -> tuple[dict[str, Any], int, float]:
+    """``bench run`` in a child process; (results.json, driver peak anonymous, wall s).
+
+    Killed with its workers when the driver passes ``cap_bytes`` of anonymous memory or
+    the machine's MemAvailable falls below ``floor_bytes`` (a shared machine)."""
     import yaml
 
     path = work / f"{spec['name']}.yaml"
@@ -89,11 +92,13 @@ def run_driver(spec: dict[str, Any], work: Path, cap_bytes: int) -> tuple[dict[s
     peak = 0
     while proc.poll() is None:
         peak = max(peak, rss_anon(proc.pid))
-        if peak > cap_bytes:
-            os.killpg(proc.pid, signal.SIGKILL)
+        free = mem_available()
+        if peak > cap_bytes or free < floor_bytes:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver, its forkserver and workers
             proc.wait()
-            raise SystemExit(f"driver anonymous memory {peak / GB:.2f} GB passed the cap "
-                             f"{cap_bytes / GB:.2f} GB: killed")
+            raise SystemExit(f"killed: driver anonymous memory {peak / GB:.2f} GB (cap "
+                             f"{cap_bytes / GB:.2f}), machine MemAvailable {free / GB:.2f} GB "
+                             f"(floor {floor_bytes / GB:.2f})")
         time.sleep(0.1)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -164,6 +169,8 @@ def main() -> None:
     parser.add_argument("--worker-limit-gb", type=float, default=None,
                         help="memory_limit_gb of the large experiment (default: 1.4 x data)")
     parser.add_argument("--driver-cap-gb", type=float, default=4.0)
+    parser.add_argument("--min-available-gb", type=float, default=2.0,
+                        help="kill the run when the machine's MemAvailable falls below this")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for cache and results (kept, so a rerun reuses data "
                              "and ground truth); default a temporary folder, removed")
@@ -197,7 +204,8 @@ def main() -> None:
             print(f"{name}: {n:,} x {dim:,} ({data_gb:.2f} GB), worker cap {limit:g} GiB "
                   f"anonymous, driver cap {args.driver_cap_gb:g} GB, "
                   f"{mem_available() / GB:.1f} GB available", flush=True)
-            results, peak, wall = run_driver(spec, work, int(args.driver_cap_gb * GB))
+            results, peak, wall = run_driver(spec, work, int(args.driver_cap_gb * GB),
+                                             int(args.min_available_gb * GB))
             table = rows(results, peak, ADD_CHUNK_BYTES)
             everything[name] = {"n": n, "dim": dim, "wall_s": wall, "rows": table}
             show(f"{n:,} x {dim:,} float32 angular ({wall:.0f} s wall, add chunk "

@@ -179,3 +179,22 @@ def test_poll_figure_excludes_mapped_pages(tmp_path: Path) -> None:
     assert me.memory_info().rss - before_rss > size // 2
     assert _anonymous(me) - before < size // 8
     del mapped
+
+
+def test_report_states_the_worker_peak_against_the_data() -> None:
+    from bench.process.frame import runs_frame
+    from bench.process.report import run_rows
+
+    results = {"dataset": {"feature_sets": {"vectors": {"data_bytes": 8_192_000_000}}},
+               "runs": [{"id": "a", "label": "flat", "algorithm": "faiss", "status": "ok",
+                         "k": 10, "recall": 1.0, "build_params": {"factory": "Flat"},
+                         "query_params": {}, "peak_anon_bytes": 8_600_000_000},
+                        {"id": "b", "label": "old", "algorithm": "faiss", "status": "ok",
+                         "k": 10, "recall": 1.0, "build_params": {}, "query_params": {}}]}
+    df = runs_frame(results)
+    flat = df[df["id"] == "a"].iloc[0]
+    assert flat["peak_mb"] == 8600.0 and abs(flat["peak_x_data"] - 1.0498) < 1e-3
+    columns, body, _ = run_rows(df)
+    assert "worker peak MB" in columns and "peak / data" in columns
+    row = next(r for r in body if r[0].startswith("flat"))
+    assert row[columns.index("peak / data")] == "1.05"

@@ -28,8 +28,10 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
     ``config`` are human-readable and unique per build / per run within a series.
     """
     rows = []
+    sets = (results.get("dataset") or {}).get("feature_sets") or {}
     for r in results.get("runs", []):
         row = {k: v for k, v in r.items() if not isinstance(v, dict | list)}
+        row.update(_worker_peak(r, sets))
         build, query = r.get("build_params") or {}, r.get("query_params") or {}
         row["build"] = json.dumps(build, sort_keys=True)
         row["query"] = json.dumps(query, sort_keys=True)
@@ -62,6 +64,18 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
     df["score"] = pd.to_numeric(df["score"], errors="coerce")
     df["index_mb"] = pd.to_numeric(df["index_mb"], errors="coerce")
     return df
+
+
+def _worker_peak(run: dict[str, Any], sets: dict[str, Any]) -> dict[str, float]:
+    """The worker's peak anonymous memory (MB) and that peak against the data size."""
+    peak = run.get("peak_anon_bytes")
+    if not isinstance(peak, int | float) or not peak:
+        return {}
+    data = (sets.get(run.get("extractor") or "vectors") or {}).get("data_bytes")
+    out = {"peak_mb": peak / 1e6}
+    if isinstance(data, int | float) and data:
+        out["peak_x_data"] = peak / data
+    return out
 
 
 def score_label(df: pd.DataFrame) -> str:

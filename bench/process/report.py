@@ -111,6 +111,7 @@ def summary(results: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
         feature_sets.append({
             "key": key, "n_database": d.get("n_database", ""), "n_queries": d.get("n_queries", ""),
             "dim": d.get("dim", ""), "dtype": d.get("dtype", ""),
+            "data_mb": _mb(d.get("data_bytes")) if d.get("data_bytes") else "",
             "ground_truth": d.get("ground_truth", ""),
             "sanity": d.get("sanity_exact_recall", ""), "skipped": len(d.get("skipped") or []),
         })
@@ -128,7 +129,8 @@ def summary(results: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
 
 RUN_COLUMNS = [("config", "configuration"), ("k", "k"), ("status", "status"),
                ("score", "score"), ("qps", "QPS"), ("build_time_s", "build s"),
-               ("index_mb", "index MB"), ("latency_p99_ms", "p99 ms")]
+               ("index_mb", "index MB"), ("peak_mb", "worker peak MB"),
+               ("peak_x_data", "peak / data"), ("latency_p99_ms", "p99 ms")]
 
 
 def run_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[dict[str, str]]]:
