@@ -7,8 +7,10 @@
     new alternated; per point the CV of the headline QPS across runs.
 (b) Wall-time gate: false alarms over ``--pairs`` pairs of the unchanged new runs, and the
     detection rate of a slowdown injected into one configuration (``noise_plugin:Slowable``
-    sleeps F x its search time) at each ``--detect`` fraction: every slowed run is
-    compared with every unchanged run, with the default tolerances.
+    searches F of the queries again, or with ``--slow-mode sleep`` sleeps F x its search
+    time, which the CPU-time counter cannot see) at each ``--detect`` fraction: every
+    slowed run is compared with every unchanged run, with the default tolerances; then
+    the same runs judged on CPU-time samples (``--counter cpu``).
 (c) With ``--instructions``: the same for ``counter: instructions`` (a smaller dataset;
     the slowdown repeats F of the queries, since sleeping executes no instructions), with
     ``instructions_rise`` = ``--instr-tolerance``.
@@ -128,6 +130,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--detect", default="0.05,0.1,0.2")
     ap.add_argument("--detect-runs", type=int, default=3)
+    ap.add_argument("--slow-mode", choices=["work", "sleep"], default="work",
+                    help="work: search F of the queries again (slows wall and CPU time "
+                         "alike); sleep: sleep F x the search time (wall time only)")
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--instructions", action="store_true")
     ap.add_argument("--instr-runs", type=int, default=4)
@@ -152,7 +157,7 @@ def main() -> None:
         print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
     slowed: dict[float, list[dict]] = {}
     for fraction in (float(f) for f in args.detect.split(",") if f):
-        slow_file.write_text(f"sleep {fraction}")
+        slow_file.write_text(f"{args.slow_mode} {fraction}")
         slowed[fraction] = [run(spec, tmp, "noise-new") for _ in range(args.detect_runs)]
     if old:
         spread_table(old, new)
@@ -160,13 +165,15 @@ def main() -> None:
         spread_table(new, new)
     print("\n(b) wall-time gate, default tolerances")
     gate_figures(new, slowed, Tolerances(), args.pairs, "time")
+    print("\n(b') the same runs judged on CPU-time samples (bench compare --counter cpu)")
+    gate_figures(new, slowed, Tolerances(counter="cpu"), args.pairs, "cpu")
     if args.instructions:
         ispec = {**spec, "counter": "instructions", "runs": 1, "max_point_s": 0.0,
                  "replicas": 1, "timeout": 3600}
         ispec["dataset"] = {**spec["dataset"], "n": args.instr_n, "n_queries": args.instr_queries}
         ispec["algorithms"] = [{**a, "query": {"nprobe": [4]}} if a["name"] == "faiss-ivf"
                                else a for a in spec["algorithms"]
-                               if a["name"] in ("faiss-flat", "faiss-ivf", SLOWABLE)]
+                               if a.get("name") in ("faiss-flat", "faiss-ivf", SLOWABLE)]
         slow_file.write_text("work 0")
         unchanged = [run(ispec, tmp, "noise-instr") for _ in range(args.instr_runs)]
         islowed = {}

@@ -37,6 +37,7 @@ def small_experiment(**overrides) -> dict:
         "metric": "euclidean",
         "k": 10,
         "runs": 1,
+        "max_point_s": 0.05,  # timing is not what these tests check: keep the suite short
         "timeout": 60,
         "algorithms": [
             {"algorithm": "faiss", "name": "flat", "build": {"factory": "Flat"}},

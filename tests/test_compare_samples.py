@@ -111,3 +111,14 @@ def test_instruction_counter_compares_instructions_per_query_without_a_reference
     del cur["runs"][1]["instructions_per_query"]
     missing = compare_results(base, cur, tol).rows[1].check("instructions")
     assert not missing.ok and "counter: instructions" in missing.note
+
+
+def test_cpu_counter_judges_the_cpu_time_samples():
+    base, cur = _file(500, 10000, 0.01, 1), _file(500, 7000, 0.01, 2)  # wall: -30 %
+    for data in (base, cur):
+        for r in data["runs"]:  # the process's own CPU time did not change
+            r["samples_cpu_qps"] = [q * 1.5 for q in _file(500, 10000, 0.01, 3)["runs"][
+                0 if r["label"] == "flat" else 1]["samples_qps"]]
+    assert not _speed(base, cur).ok
+    check = _speed(base, cur, Tolerances(counter="cpu"))
+    assert check.ok and check.change == pytest.approx(0.0) and "CPU time" in check.note

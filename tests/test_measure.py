@@ -139,5 +139,6 @@ def test_records_carry_samples_statistics_and_the_probe(write_experiment):
         assert r["qps"] in r["samples_qps"] and r["qps_min"] <= r["qps"] <= r["qps_max"]
         assert r["stable"] is False and r["qps_ci"] is None  # 3 samples: no interval
         assert r["cpu_time_s"] > 0 and r["wall_time_s"] > 0
+        assert len(r["samples_cpu_qps"]) == 3 and min(r["samples_cpu_qps"]) > 0
         assert r["probe"]["gflops"] > 0
         assert r["min_sample_s"] == 0.001

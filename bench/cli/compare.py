@@ -47,10 +47,11 @@ def _write(path: str, text: str) -> None:
 @click.option("--reference", default=None,
               help="Label or algorithm of the reference run [default: faiss Flat]; "
                    "'none' compares raw QPS and seconds.")
-@click.option("--counter", type=click.Choice(["time", "instructions"]), default=None,
-              help="Judge speed on timing samples or on Valgrind instruction counts "
-                   "(needs results of an experiment with counter: instructions) "
-                   "[default time].")
+@click.option("--counter", type=click.Choice(["time", "cpu", "instructions"]), default=None,
+              help="Judge speed on wall-time samples, on CPU-time samples (the process's "
+                   "own CPU time: steadier on a machine shared with other jobs), or on "
+                   "Valgrind instruction counts (needs an experiment with counter: "
+                   "instructions) [default time].")
 @click.option("--instructions-rise", type=float, default=None,
               help="Largest allowed relative rise of instructions per query "
                    f"[default {_DEFAULT.instructions_rise:g}].")

@@ -33,8 +33,9 @@ class Tolerances(StrictOptions):
         1.0, ge=0, description="largest allowed relative rise of build time / reference time"
     )
     memory_rise: float = Field(0.1, ge=0, description="largest allowed relative index growth")
-    counter: Literal["time", "instructions"] = Field(
-        "time", description="speed from timing samples, or from Valgrind instruction counts")
+    counter: Literal["time", "cpu", "instructions"] = Field(
+        "time", description="speed from wall-time samples, CPU-time samples (a machine "
+                            "shared by other jobs), or Valgrind instruction counts")
     instructions_rise: float = Field(
         0.02, ge=0, description="largest allowed relative rise of instructions per query")
     reference: str | None = Field(

@@ -56,6 +56,8 @@ def compact_run(run: dict[str, Any], cpu: str | None = None) -> dict[str, Any]:
             out[key] = int(run[key])
     if run.get("samples_qps"):  # what the gate's confidence interval is computed from
         out["samples_qps"] = [_significant(float(v)) for v in run["samples_qps"]]
+        if run.get("samples_cpu_qps"):
+            out["samples_cpu_qps"] = [_significant(float(v)) for v in run["samples_cpu_qps"]]
         out["stable"] = run.get("stable")
     if isinstance(run.get("repeat"), dict):
         out["repeat"] = _rounded({k: v for k, v in run["repeat"].items()

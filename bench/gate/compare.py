@@ -179,15 +179,23 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 
 def _speed_and_build(
-    run: dict[str, Any], ref: dict[str, Any] | None, raw: bool
+    run: dict[str, Any], ref: dict[str, Any] | None, raw: bool, counter: str = "time"
 ) -> tuple[float | None, float | None]:
     if raw:
-        return run.get("qps"), run.get("build_time_s")
+        return headline_qps(run, counter), run.get("build_time_s")
     if not _ok(ref):
         return None, None
     assert ref is not None
-    return _ratio(run.get("qps"), ref.get("qps")), _ratio(run.get("build_time_s"),
-                                                          ref.get("search_time_s"))
+    return (_ratio(headline_qps(run, counter), headline_qps(ref, counter)),
+            _ratio(run.get("build_time_s"), ref.get("search_time_s")))
+
+
+def headline_qps(run: dict[str, Any], counter: str = "time") -> float | None:
+    """``qps``, or with the cpu counter the median sample of the CPU-time QPS."""
+    if counter == "cpu" and run.get("samples_cpu_qps"):
+        values = sorted(float(v) for v in run["samples_cpu_qps"])
+        return values[(len(values) - 1) // 2]
+    return run.get("qps")
 
 
 def _memory(base: dict[str, Any], cur: dict[str, Any]) -> tuple[str, float | None, float | None]:
@@ -218,8 +226,8 @@ def check_run(
         checks.append(Check("recall", change >= -tol.recall_drop - _EPS, b_score, c_score,
                             change, tol.recall_drop))
     raw = tol.reference == NO_REFERENCE
-    b_speed, b_build = _speed_and_build(base, base_ref, raw)
-    c_speed, c_build = _speed_and_build(cur, cur_ref, raw)
+    b_speed, b_build = _speed_and_build(base, base_ref, raw, tol.counter)
+    c_speed, c_build = _speed_and_build(cur, cur_ref, raw, tol.counter)
     if tol.counter == "instructions":
         checks.append(_instructions_check(base, cur, tol))
     elif not raw and not _ok(cur_ref):
@@ -254,9 +262,12 @@ def check_run(
     return checks
 
 
-def samples(run: dict[str, Any]) -> list[float]:
-    """A run's QPS samples; the headline alone for records from before sampling."""
-    values = run.get("samples_qps")
+def samples(run: dict[str, Any], counter: str = "time") -> list[float]:
+    """A run's QPS samples (wall time, or CPU time with the cpu counter); the headline
+    alone for records from before sampling."""
+    values = run.get("samples_cpu_qps" if counter == "cpu" else "samples_qps")
+    if not values:
+        values = run.get("samples_qps")
     return [float(v) for v in values] if values else [float(run["qps"])]
 
 
@@ -282,11 +293,12 @@ def _speed_check(base: dict[str, Any], cur: dict[str, Any], base_ref: dict[str, 
     noise passes, a change they resolve fails however small the tolerance."""
     from bench.core.stats import ratio_ci
 
-    refs = (None, None) if raw else (samples(base_ref), samples(cur_ref))  # type: ignore[arg-type]
-    _, low, high = ratio_ci(samples(base), samples(cur), *refs)
+    c = tol.counter
+    refs = (None, None) if raw else (samples(base_ref, c), samples(cur_ref, c))  # type: ignore[arg-type]
+    _, low, high = ratio_ci(samples(base, c), samples(cur, c), *refs)
     change = c_speed / b_speed - 1
     ok = high - 1 >= -tol.speed_ratio_drop - _EPS
-    note = "(raw QPS)" if raw else ""
+    note = ("(raw QPS)" if raw else "") + (" (CPU time)" if c == "cpu" else "")
     return Check("speed", ok, b_speed, c_speed, change, tol.speed_ratio_drop, note,
                  ci=(low - 1, high - 1))
 

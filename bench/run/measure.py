@@ -171,6 +171,10 @@ class PointSampler:
             "latency_p95_ms": float(np.percentile(lat, 95) * 1e3),
             "latency_p99_ms": float(np.percentile(lat, 99) * 1e3),
             "sample_loops": [s.loops for s in self.samples],
+            # QPS over the process's own CPU time: what the search cost when the machine
+            # is shared (time spent descheduled is not in it); `bench compare --counter cpu`
+            "samples_cpu_qps": [n * s.loops / s.cpu_s if s.cpu_s > 0 else math.inf
+                                for s in self.samples],
             "wall_time_s": self.spent_s,
             "cpu_time_s": sum(s.cpu_s for s in self.samples),
             "min_sample_s": self.plan.min_sample_s,

@@ -20,16 +20,14 @@ from bench.run.executors.task import BuildReport, BuildTask, Failure, PointResul
 
 Messages = Iterator[tuple[str, Any]]
 
-#: per-sample lists, concatenated when pooling
-_SAMPLE_LISTS = ("samples_qps", "sample_loops")
 #: the latency description of one sample: taken from the replica nearest the pooled headline
 _LATENCY = ("search_time_s", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms",
             "latency_p99_ms")
 
 
 #: the fields ``pool_timing`` recomputes (the statistics of ``stats.summarize`` and more)
-POOLED_FIELDS = (*stats.summarize([1.0], 1.0), *_LATENCY, "sample_loops", "wall_time_s",
-                 "cpu_time_s")
+POOLED_FIELDS = (*stats.summarize([1.0], 1.0), *_LATENCY, "sample_loops", "samples_cpu_qps",
+                 "wall_time_s", "cpu_time_s")
 
 
 def pool_timing(timings: list[dict[str, Any]], target_ci: float | None = None) -> dict[str, Any]:
@@ -44,7 +42,8 @@ def pool_timing(timings: list[dict[str, Any]], target_ci: float | None = None) -
     out.update(stats.summarize(pooled, target))
     nearest = min(timings, key=lambda t: abs(t["qps"] - out["qps"]))
     out.update({k: nearest[k] for k in _LATENCY if k in nearest})
-    out["sample_loops"] = [v for t in timings for v in t.get("sample_loops", [])]
+    for key in ("sample_loops", "samples_cpu_qps"):
+        out[key] = [v for t in timings for v in t.get(key, [])]
     for key in ("wall_time_s", "cpu_time_s"):
         if all(key in t for t in timings):
             out[key] = sum(t[key] for t in timings)
