@@ -77,3 +77,16 @@ class ThreadProbe(_Exact):
         return {"build_threads_seen": float(self.build_threads),
                 "build_blas_threads": float(self.build_blas),
                 "search_threads_seen": float(self.threads)}
+
+
+class CrashWhileFlagged(_Exact):
+    """Crashes during build while the file ``flag`` exists: a fault that goes away."""
+
+    def __init__(self, metric: str, dim: int, *, flag: str = "") -> None:
+        super().__init__(metric, dim)
+        self.flag = flag
+
+    def build(self, data: np.ndarray) -> None:
+        if self.flag and os.path.exists(self.flag):
+            os.abort()
+        super().build(data)

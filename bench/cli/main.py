@@ -7,7 +7,9 @@ Errors a user can fix (``BenchError``) print as one line and exit with code 2;
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -29,11 +31,23 @@ def _error_line(message: str) -> None:
     console.print(message, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT would be: the same unwinding stops the workers (their
+    supervisors' ``finally`` kills them) and keeps every finished run."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 class BenchGroup(click.Group):
     """Turns BenchError (and a few environment errors) into one clear line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except BenchError as exc:
@@ -41,9 +55,14 @@ class BenchGroup(click.Group):
                 raise
             _error_line(str(exc))
             sys.exit(2)
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: finished runs are saved; run again to resume")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            what, code = ("terminated", 143) if isinstance(exc, Terminated) else (
+                "interrupted", 130)
+            console.print(f"[yellow]{what}[/]: finished runs are saved; run again to resume")
+            sys.exit(code)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +82,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.argument("experiment")
-@click.option("--force", is_flag=True, help="Redo runs already in results.json.")
+@click.option("--force", is_flag=True,
+              help="Re-measure every run; each record is replaced as its new one arrives.")
+@click.option("--retry-failed", is_flag=True,
+              help="Redo only the runs recorded as failed, crashed, timeout or oom.")
 @click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local",
               show_default=True,
               help="local: one isolated worker process per build; inline: in this process "
@@ -80,7 +102,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Ray cluster address for --executor ray (ray://host:10001, host:6379); "
                    "default: $BENCH_RAY_ADDRESS, else a local Ray instance.")
 @click.pass_context
-def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers: int | None,
+def run(ctx: click.Context, experiment: str, force: bool, retry_failed: bool, executor: str,
+        workers: int | None,
         parallel: int, no_progress: bool, repeat: int, address: str | None) -> None:
     """Run EXPERIMENT (a built-in name or a YAML file) and write results/<name>/results.json.
 
@@ -90,7 +113,7 @@ def run(ctx: click.Context, experiment: str, force: bool, executor: str, workers
     from bench.run.runner import RunOptions, run_experiment
 
     options = RunOptions(force=force, executor=executor, progress=not no_progress,
-                         workers=workers, parallel=parallel)
+                         workers=workers, parallel=parallel, retry_failed=retry_failed)
     if executor == "ray":
         from bench.core.cluster import configure
 

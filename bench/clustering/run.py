@@ -125,7 +125,8 @@ def run_clustering(loaded: LoadedExperiment, sets: list[FeatureSet],
         results.data["dataset"]["feature_sets"][view.key]["items_file"] = str(
             path.relative_to(results.path.parent))
     results.save()
-    done = set() if options.force else results.finished_keys()
+    done = set() if options.force else results.finished_keys(
+        getattr(options, "retry_failed", False))
     budget = int(copts.memory_budget_mb * 2**20)
     with threadpool_limits(exp.threads):
         for view in views:

@@ -13,11 +13,13 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_json
 from bench.core.paths import results_root
+
+_R = TypeVar("_R")
 
 SCHEMA_VERSION = 1
 #: the oldest schema still read; older files get one line asking for a re-run
@@ -45,15 +47,33 @@ class ResultsFile:
 
     @classmethod
     def open(cls, name: str, header: dict[str, Any], *, force: bool = False) -> ResultsFile:
+        """The results of ``name``, locked for this process, merged with what is there.
+
+        Runs recorded before are kept: a re-run skips them, ``--force`` re-measures and
+        replaces them one by one (so a run stopped half-way loses nothing). When the
+        dataset changed under the same name, the old runs measure something else:
+        refused with one line, or with ``force`` moved aside to ``results.<time>.json``.
+        """
         path = results_dir(name) / "results.json"
+        hold_lock(path.parent)
         data: dict[str, Any] | None = None
-        if path.exists() and not force:
+        if path.exists():
             existing = load_results(path)
-            if existing.get("dataset", {}).get("fingerprint") == header.get("dataset", {}).get(
-                "fingerprint"
-            ):
+            existing.pop("_path", None)
+            old = (existing.get("dataset") or {}).get("fingerprint")
+            new = (header.get("dataset") or {}).get("fingerprint")
+            if old == new or not existing.get("runs"):
                 data = existing
-                data.pop("_path", None)
+            elif not force:
+                raise BenchError(
+                    f"{path}: holds {len(existing['runs'])} runs of another version of the "
+                    f"dataset (fingerprint {str(old)[:12]}, now {str(new)[:12]}); use --force "
+                    "to keep them aside in results.<time>.json and start again, or give the "
+                    "experiment a new name"
+                )
+            else:
+                stamp = str(existing.get("updated") or now_iso()).replace(":", "")
+                path.rename(path.with_name(f"results.{stamp}.json"))
         if data is None:
             data = {"schema": SCHEMA_VERSION, "created": now_iso(), "runs": []}
         data.update(header)
@@ -64,8 +84,11 @@ class ResultsFile:
     def runs(self) -> list[dict[str, Any]]:
         return self.data["runs"]
 
-    def finished_keys(self) -> set[str]:
-        return {r["id"] for r in self.runs}
+    def finished_keys(self, retry_failed: bool = False) -> set[str]:
+        """Runs a re-run skips: all recorded ones, or with ``retry_failed`` only those
+        that succeeded (failed, crashed, timed-out and out-of-memory runs are redone)."""
+        return {r["id"] for r in self.runs
+                if not r.get("node_lost") and (not retry_failed or r.get("status") == "ok")}
 
     def add(self, record: dict[str, Any]) -> None:
         self.data["runs"] = [r for r in self.runs if r["id"] != record["id"]]
@@ -77,6 +100,72 @@ class ResultsFile:
     def save(self) -> None:
         self.data["updated"] = now_iso()
         atomic_write_json(self.path, self.data)
+
+
+#: results folders this process holds the lock of (path -> open lock file)
+_LOCKS: dict[Path, Any] = {}
+
+
+def hold_lock(folder: Path) -> None:
+    """Lock a results folder for this process, or say who holds it.
+
+    Two runs of one experiment at once would interleave their saves and time their
+    configurations on the same cores. ``flock`` is released by the kernel when the
+    holder dies, so a killed run never leaves a stale lock behind; the file only
+    carries the holder's pid and start time for the message.
+    """
+    import fcntl
+    import os
+
+    folder = folder.resolve() if folder.exists() else folder.absolute()
+    if folder in _LOCKS:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+")  # noqa: SIM115 - held for the process's life
+    except OSError as exc:
+        raise BenchError(f"{folder}: cannot be written ({exc.strerror or exc}); set "
+                         "BENCH_RESULTS to a writable folder") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise BenchError(f"{folder}: another bench run is writing these results ({holder}); "
+                         "wait for it to finish or stop it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} since {now_iso()}\n")
+    handle.flush()
+    _LOCKS[folder] = handle
+
+
+def release_lock(folder: Path) -> None:
+    handle = _LOCKS.pop(folder, None)
+    if handle is not None:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def releasing_locks(fn: Callable[..., _R]) -> Callable[..., _R]:
+    """Release the results locks taken during ``fn`` when it returns or raises: a run holds
+    its folder for exactly as long as it writes there, also when one process runs several
+    experiments one after another (``--repeat``, a test suite)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> _R:
+        before = set(_LOCKS)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for folder in set(_LOCKS) - before:
+                release_lock(folder)
+
+    return wrapper
 
 
 def load_results(spec: str | Path) -> dict[str, Any]:

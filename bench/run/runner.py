@@ -30,6 +30,7 @@ from bench.features.postprocess import postprocess_vectors
 from bench.features.prepare import FeatureSet, extract_item_features, prepare_vectors
 from bench.groundtruth.exact import exact_distances
 from bench.results import ResultsFile, param_text, run_key
+from bench.results.store import releasing_locks
 from bench.run.dispatch import Dispatcher, Execute, Job
 from bench.run.executors.task import BuildTask, QueryPoint, TimingPlan
 from bench.run.measure import environment, node_report
@@ -48,6 +49,8 @@ class RunOptions:
     workers: int | None = None
     #: build points at once with the local executor (only for ``timing: false``)
     parallel: int = 1
+    #: redo the runs recorded as failed / crashed / timeout / oom, skip the rest
+    retry_failed: bool = False
 
 
 def load_feature_sets(
@@ -187,11 +190,6 @@ def plan_build(loaded: LoadedExperiment, fs: FeatureSet, bp: BuildPoint, judge: 
     return Job(fs, bp, task, judge, label.strip()), skipped
 
 
-def finished_keys(results: ResultsFile) -> set[str]:
-    """Runs a re-run skips: every recorded one except points lost with their node."""
-    return {r["id"] for r in results.runs if not r.get("node_lost")}
-
-
 def _describe_running(jobs: list[Job]) -> str:
     if not jobs:
         return "runs"
@@ -201,6 +199,7 @@ def _describe_running(jobs: list[Job]) -> str:
     return escape(text if len(text) <= 100 else text[:99] + "…")
 
 
+@releasing_locks
 def run_experiment(spec: str | Path, options: RunOptions | None = None,
                    console: Console | None = None) -> ResultsFile:
     options = options or RunOptions()
@@ -236,7 +235,7 @@ def run_experiment(spec: str | Path, options: RunOptions | None = None,
     execute, slots, threaded, local_node = _executor(options)
     if exp.replicas > 1:  # N fresh workers per build, samples pooled (bench.run.replicas)
         execute = with_replicas(execute, exp.replicas, exp.target_ci)
-    done = set() if options.force else finished_keys(results)
+    done = set() if options.force else results.finished_keys(options.retry_failed)
     jobs: list[Job] = []
     already = 0
     for fs in sets:
