@@ -126,11 +126,15 @@ def rows(results: dict[str, Any], driver_peak: int, chunk: int) -> list[dict[str
             "peak_over_index": peak / index if index else None,
             "peak_over_index_plus_chunk": peak / (index + chunk) if index else None,
             "driver_peak_anon_bytes": driver_peak, "build_time_s": run.get("build_time_s"),
-            "search_time_s": {str(r["query_params"]): r.get("search_time_s") for r in same},
-            "recall": {str(r["query_params"]): r.get("recall") for r in same},
+            "search_time_s": {_params(r): r.get("search_time_s") for r in same},
+            "recall": {_params(r): r.get("recall") for r in same},
             "error": run.get("error"),
         })
     return out
+
+
+def _params(run: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in (run.get("query_params") or {}).items()) or "-"
 
 
 def show(title: str, table: list[dict[str, Any]]) -> None:
