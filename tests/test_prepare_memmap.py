@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def test_angular_stored_normalised_in_a_memory_map(tmp_path: Path,
     assert np.array_equal(np.asarray(fs.database), want)
     assert fs.description["data_bytes"] == data.database.nbytes
     assert not list((tmp_path / "prepared").glob(".prepare-*"))  # no temporary left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert fs.database_path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
 
 
 def test_shuffle_applied_while_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

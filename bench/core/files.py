@@ -83,3 +83,32 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     with _atomic_file(path, f".{path.stem}.", ".npy") as fh:
         np.save(fh, array, allow_pickle=False)
+
+
+def temp_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """An empty temporary file in ``folder`` with the mode the umask gives any new file
+    (mkstemp's is 0600), for data written in place (a memory map) and renamed by the
+    caller once complete and synced."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def reserve_disk(path: Path) -> None:
+    """Allocate a (sparse, just created) memory-mapped file's blocks now: a store into a
+    mapped page the full disk cannot back kills the process with SIGBUS, an allocation
+    that fails here is one clear line."""
+    try:
+        with open(path, "r+b") as fh:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+

@@ -11,7 +11,6 @@ by the dtype alone.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -165,26 +164,25 @@ class SyntheticDataset(Dataset):
         """Large data generated once into a memory-mapped file of the cache (the same
         values, block by block), never held in memory: 500,000 x 4,096 is 8 GB."""
         import os
-        import tempfile
 
+        from bench.core.files import reserve_disk, temp_file
         from bench.core.fingerprint import fingerprint_obj
 
         folder = self.context.cache_dir / "synthetic"
         path = folder / f"{fingerprint_obj({'version': 1, **description})}.npy"
         if not path.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=folder, prefix=".synthetic-", suffix=".npy")
-            os.close(fd)
+            name = temp_file(folder, ".synthetic-", ".npy")
             try:
                 out = np.lib.format.open_memmap(
                     name, mode="w+", dtype=np.uint8 if self.options.binary else np.float32,
                     shape=(total, width))
+                reserve_disk(name)
                 self._generate(out, int(description["seed"]))
                 out.flush()
                 del out
                 os.replace(name, path)
             finally:
-                Path(name).unlink(missing_ok=True)
+                name.unlink(missing_ok=True)
         return np.load(path, mmap_mode="r")
 
     def _generate(self, out: np.ndarray, seed: int) -> None:

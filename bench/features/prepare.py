@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.core.errors import BenchError
-from bench.core.files import atomic_write_json
+from bench.core.files import atomic_write_json, reserve_disk, temp_file
 from bench.core.fingerprint import fingerprint_array, fingerprint_obj
 from bench.core.items import Item
 from bench.datasets.base import ItemData, VectorData
@@ -128,12 +127,10 @@ def _prepare_to_file(array: np.ndarray, metric: str, what: str, folder: Path,
     it was saved. Written under a temporary name and synced; the caller renames it."""
     dtype = _target_dtype(array, metric, what)
     n = len(array) if order is None else len(order)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".prepare-", suffix=".npy")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_file(folder, ".prepare-", ".npy")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, array.shape[1]))
+        reserve_disk(tmp)
         for start, rows in _blocks(n, array.shape[1], order):
             out[start : start + len(rows)] = _prepare_block(
                 _take(array, start, rows, order is not None), dtype, metric, what, rows)

@@ -183,7 +183,11 @@ def _open_rows(entry: Path, n_items: int, width: int, dtype: np.dtype) -> np.mem
         except (OSError, ValueError):
             pass
         shutil.rmtree(entry / "chunks", ignore_errors=True)  # rows unusable: so are chunks
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n_items, width))
+    from bench.core.files import reserve_disk
+
+    rows = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n_items, width))
+    reserve_disk(path)
+    return rows
 
 
 class _ChunkWriter:
