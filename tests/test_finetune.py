@@ -105,7 +105,10 @@ def test_two_processes_see_the_loss_of_one_process_on_the_whole_batch(tmp_path):
 def test_same_seed_gives_identical_checkpoints(tmp_path):
     from bench.finetune.launch import finetune
 
-    config = _config(tmp_path, "same")
+    config = _config(tmp_path, "same", workers=1)
+    spec = yaml.safe_load(config.read_text())
+    spec["validation"] = spec["data"]
+    config.write_text(yaml.safe_dump(spec))
     first = finetune(config, progress=False)
     a = _state(first / "epoch_2.pth")
     b = _state(finetune(config, progress=False, force=True) / "epoch_2.pth")
@@ -115,7 +118,11 @@ def test_same_seed_gives_identical_checkpoints(tmp_path):
     assert not torch.equal(before["encoder.stem.0.weight"], a["encoder.stem.0.weight"])
     manifest = json.loads((first / "manifest.json").read_text())
     assert [e["epoch"] for e in manifest["epochs"]] == [0, 1, 2]
-    assert all(e["images_per_s"] > 0 for e in manifest["epochs"][1:])
+    assert all(e["images_per_s"] > 0 and e["val_loss"] > 0 for e in manifest["epochs"][1:])
+    # a DataLoader worker draws the same views as the main process
+    c = _state(finetune(_config(tmp_path, "same", workers=0, validation=spec["validation"]),
+                        progress=False, force=True) / "epoch_2.pth")
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_resume_after_sigkill_continues_from_the_last_epoch(tmp_path):
@@ -159,6 +166,7 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(tmp_path):
 def test_epoch_sweep_scores_every_checkpoint(tmp_path, write_experiment):
     from bench.config.experiment import load_experiment
     from bench.finetune.launch import finetune
+    from bench.process import process_results
     from bench.run.runner import RunOptions, run_experiment
 
     finetune(_config(tmp_path, "swept"), progress=False)
@@ -183,6 +191,9 @@ def test_epoch_sweep_scores_every_checkpoint(tmp_path, write_experiment):
     # features are cached per checkpoint: three feature sets, three fingerprints
     sets = results.data["dataset"]["feature_sets"]
     assert len({d["fingerprint"] for d in sets.values()}) == 3
+    written = process_results("sweep")
+    assert any(p.name == "recall_vs_epoch_k1.png" for p in written)
+    assert "Fine-tuning epochs" in written[-1].read_text()
     # explicit epochs need no run yet; an epoch the manifest lacks is one clear line
     spec["extractor"]["weights"] = {"finetune": "swept", "epochs": [0, 7]}
     from bench.core.errors import BenchError

@@ -68,9 +68,18 @@ class CheckpointSweep(StrictOptions):
     epochs: list[StrictInt] | Literal["all"] = "all"
 
 
+_EPOCH_SUFFIX = "-epoch"
+
+
 def sweep_label(name: str, run: Path, epoch: int) -> str:
     """The feature set's name in results: one per (extractor, run, epoch)."""
-    return f"{name}@{run.name}-epoch{epoch}"
+    return f"{name}@{run.name}{_EPOCH_SUFFIX}{epoch}"
+
+
+def sweep_series(label: str) -> str:
+    """The swept extractor a checkpoint's label belongs to (its label without the epoch)."""
+    head, sep, tail = label.rpartition(_EPOCH_SUFFIX)
+    return head if sep and tail.isdigit() else label
 
 
 def expand_weights_sweep(name: str, options: dict[str, Any], base_dir: Path, source: Path,

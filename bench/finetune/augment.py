@@ -64,23 +64,23 @@ def decode(path: str | Path, shorter_side: int) -> torch.Tensor:
 
 
 class TwoViews:
-    """Map-style dataset: index -> (index, view a, view b) for one epoch (``set_epoch``)."""
+    """Map-style dataset: (epoch, index) -> (index, view a, view b). The epoch travels in
+    the key, so persistent DataLoader workers (which keep their decoded-image cache) need
+    no message when an epoch starts."""
 
     def __init__(self, paths: list[str], size: int, decode_side: int, strength: float,
                  seed: int) -> None:
         self.paths, self.size, self.decode_side = paths, size, decode_side
-        self.strength, self.seed, self.epoch = strength, seed, 0
+        self.strength, self.seed = strength, seed
         self._policy: Any = None
         self._cache: dict[int, torch.Tensor] = {}
         self._cached_bytes = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, torch.Tensor, torch.Tensor]:
+        epoch, index = key
         if self._policy is None:
             self._policy = simclr_policy(self.size, self.strength)
         pixels = self._cache.get(index)
@@ -93,7 +93,7 @@ class TwoViews:
         views = []
         for view in (0, 1):
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(view_seed(self.seed, self.epoch, index, view))
+                torch.manual_seed(view_seed(self.seed, epoch, index, view))
                 views.append(self._policy(image)[0].clamp_(0.0, 1.0))
         return index, views[0], views[1]
 

@@ -102,12 +102,33 @@ def _views(paths: list[str], config: FinetuneConfig) -> TwoViews:
                     config.augment.strength, config.seed)
 
 
-def _loader(dataset: TwoViews, config: FinetuneConfig, epoch: int, rank: int,
-            world: int) -> DataLoader:
-    dataset.set_epoch(epoch)
-    order = _batches(len(dataset), config.seed, epoch, config.batch_size, world, rank)
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=order,  # type: ignore[arg-type]
-                      num_workers=config.workers, drop_last=False)
+class EpochOrder:
+    """The sampler: this rank's (epoch, image index) keys of the current epoch."""
+
+    def __init__(self, n: int, config: FinetuneConfig, rank: int, world: int) -> None:
+        self.n, self.config, self.rank, self.world, self.epoch = n, config, rank, world, 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        c = self.config
+        return iter([(self.epoch, i) for i in
+                     _batches(self.n, c.seed, self.epoch, c.batch_size, self.world, self.rank)])
+
+    def __len__(self) -> int:
+        return steps_per_epoch(self.n, self.config.batch_size, self.world) * self.config.batch_size
+
+
+def _loader(dataset: TwoViews, config: FinetuneConfig, rank: int,
+            world: int) -> tuple[DataLoader, EpochOrder]:
+    order = EpochOrder(len(dataset), config, rank, world)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=order,  # type: ignore[arg-type]
+                        num_workers=config.workers, persistent_workers=config.workers > 0,
+                        drop_last=False)
+    return loader, order
+
+
+def _epoch(loader: tuple[DataLoader, EpochOrder], epoch: int) -> DataLoader:
+    loader[1].epoch = epoch
+    return loader[0]
 
 
 def crop_size(config: FinetuneConfig) -> int:
@@ -122,14 +143,14 @@ def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
     return float(value)
 
 
-def _validation_loss(model: Any, views: TwoViews | None, plan: Plan, epoch: int, rank: int,
-                     world: int, device: torch.device, preset: str) -> float | None:
-    if views is None or steps_per_epoch(len(views), plan.config.batch_size, world) == 0:
+def _validation_loss(model: Any, loader: tuple[DataLoader, EpochOrder] | None, plan: Plan,
+                     epoch: int, world: int, device: torch.device, preset: str) -> float | None:
+    if loader is None or len(loader[1]) == 0:
         return None
     model.eval()
     losses = []
     with torch.no_grad():
-        for _, a, b in _loader(views, plan.config, epoch, rank, world):
+        for _, a, b in _epoch(loader, epoch):
             z = model(_normalise(torch.cat([a, b]).to(device), preset))
             za, zb = z.chunk(2)
             losses.append(_mean_over_ranks(nt_xent(za, zb, plan.config.temperature), world))
@@ -211,8 +232,9 @@ def _train(rank: int, world: int, plan: Plan, device: torch.device) -> None:
     per_epoch = steps_per_epoch(len(plan.paths), config.batch_size, world)
     total = per_epoch * config.epochs
     log = RunLog(plan.folder, start) if rank == 0 else None
-    train_views = _views(plan.paths, config)
-    val_views = _views(plan.val_paths, config) if plan.val_paths else None
+    train = _loader(_views(plan.paths, config), config, rank, world)
+    val = _loader(_views(plan.val_paths, config), config, rank, world) if plan.val_paths \
+        else None
     with _progress(plan.progress and rank == 0) as bar:
         task = bar.add_task(config.name, total=total, completed=step, loss=float("nan"),
                             lr=0.0, ips=0.0)
@@ -220,7 +242,7 @@ def _train(rank: int, world: int, plan: Plan, device: torch.device) -> None:
             losses, speeds = [], []
             bar.update(task, description=f"{config.name} epoch {epoch}/{config.epochs}")
             tick = time.perf_counter()
-            for _, a, b in _loader(train_views, config, epoch, rank, world):
+            for _, a, b in _epoch(train, epoch):
                 lr = learning_rate(step, total, per_epoch, config.optimizer.lr, config.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -245,17 +267,17 @@ def _train(rank: int, world: int, plan: Plan, device: torch.device) -> None:
                     break
             if plan.max_steps is not None and step >= plan.max_steps and step % per_epoch:
                 break  # stopped inside an epoch (a measurement): no checkpoint of half of it
-            val = _validation_loss(net, val_views, plan, epoch, rank, world, device, preset)
+            val_loss = _validation_loss(net, val, plan, epoch, world, device, preset)
             if rank == 0:
                 _save(plan.folder / checkpoint_name(epoch),
                       _checkpoint(model, optimizer, epoch, step))
                 _record_epoch(plan, {
                     "epoch": epoch, "file": checkpoint_name(epoch), "step": step,
-                    "loss": float(np.mean(losses)) if losses else None, "val_loss": val,
+                    "loss": float(np.mean(losses)) if losses else None, "val_loss": val_loss,
                     # the first step of an epoch pays for decoding: the median is the rate
                     "images_per_s": float(np.median(speeds)) if speeds else None})
-                if val is not None and log is not None:
-                    log.row(epoch=epoch, step=step, val_loss=f"{val:.6f}")
+                if val_loss is not None and log is not None:
+                    log.row(epoch=epoch, step=step, val_loss=f"{val_loss:.6f}")
             if world > 1:
                 dist.barrier()
             if plan.max_steps is not None and step >= plan.max_steps:
