@@ -117,3 +117,41 @@ def test_size_larger_than_database_and_lists_for_clustering_are_one_line(write_e
         load_experiment(write_experiment(spec, "twice.yaml"))
     with pytest.raises(BenchError, match="distinct"):
         load_experiment(write_experiment(small_experiment(threads=[1, 1]), "t.yaml"))
+
+
+def test_growth_exponents_recover_a_power_law() -> None:
+    import pandas as pd
+
+    from bench.process.scale import growth_exponents
+
+    n = np.array([1_000, 10_000, 100_000])
+    df = pd.DataFrame({"line": "x", "k": 10, "n_database": n, "search_s": 2e-6 * n**0.5,
+                       "build_time_s": 1e-5 * n**1.2, "index_mb": 1e-4 * n, "score": 1.0})
+    (row,) = growth_exponents(df).to_dict("records")
+    assert row["search_time_exp"] == pytest.approx(0.5)
+    assert row["build_time_exp"] == pytest.approx(1.2)
+    assert row["memory_exp"] == pytest.approx(1.0)
+    assert row["recall_exp"] == pytest.approx(0.0)
+    assert row["sizes"] == 3 and row["search_time_exp_r2"] == pytest.approx(1.0)
+
+
+def test_sweep_figures_size_metric_and_threads(write_experiment):
+    import pandas as pd
+
+    from bench.process import process_results
+
+    spec = small_experiment(metric=["euclidean", "l1"], threads=[1, 2],
+                            database_sizes=[250, 1000, 2000])
+    spec["algorithms"] = spec["algorithms"][:1]  # faiss Flat only: 2 x 2 x 3 runs
+    run_experiment(write_experiment(spec), RunOptions(progress=False))
+    names = {p.name for p in process_results("small")}
+    assert {"size_k10_euclidean.png", "size_k10_l1.png", "growth_exponents.png",
+            "metrics_k10.png", "threads_k10.png"} <= names
+    table = pd.read_csv(os.path.join(os.environ["BENCH_PLOTS"], "small", "tables",
+                                     "growth_exponents.csv"))
+    assert len(table) == 4 and (table["sizes"] == 3).all()  # 2 metrics x 2 thread counts
+    assert (table["recall_exp"].abs() < 1e-9).all()  # exact search: recall 1.0 at every size
+    assert table["configuration"].str.contains("thr").all()
+    runs = pd.read_csv(os.path.join(os.environ["BENCH_PLOTS"], "small", "runs.csv"))
+    # every series names its size, metric and thread count: no curve joins two of them
+    assert runs["series"].nunique() == 12

@@ -160,7 +160,12 @@ def print_summary(runs: list[dict[str, Any]]) -> None:
 
 
 @cli.command()
-@click.argument("experiment")
+@click.argument("experiments", nargs=-1, required=True)
+@click.option("--overlay", "overlay_name", default=None, metavar="NAME",
+              help="Draw every EXPERIMENT on one recall-QPS chart and table under "
+                   "plots/NAME/.")
+@click.option("--mixed-datasets", is_flag=True,
+              help="With --overlay: allow experiments run on different data.")
 @click.option("--svg", is_flag=True, help="Also write SVG versions of the plots.")
 @click.option("--all-points", is_flag=True, help="Show every run, not only the Pareto fronts.")
 @click.option("--max-galleries", type=click.IntRange(min=0), default=60, show_default=True,
@@ -175,12 +180,27 @@ def print_summary(runs: list[dict[str, Any]]) -> None:
               help="Run drawn in the galleries: run id prefix, label or configuration "
                    "(default: the best run at the largest k).")
 @click.option("--self-contained", is_flag=True, help="Embed the images in report.html.")
-def process(experiment: str, svg: bool, all_points: bool, max_galleries: int,
+def process(experiments: tuple[str, ...], overlay_name: str | None, mixed_datasets: bool,
+            svg: bool, all_points: bool, max_galleries: int,
             gallery_select: str, seed: int | None, gallery_run: str | None,
             self_contained: bool) -> None:
-    """Plots, tables, galleries and report.html for EXPERIMENT under plots/<name>/."""
+    """Plots, tables, galleries and report.html for EXPERIMENT under plots/<name>/
+    (several EXPERIMENTS with --overlay NAME: one chart and one table of them all)."""
     from bench.process import process_results
 
+    if overlay_name is not None:
+        from bench.process.overlay import overlay
+
+        for path in overlay(list(experiments), overlay_name, mixed_datasets=mixed_datasets,
+                            svg=svg):
+            out.print(str(path), soft_wrap=True)
+        return
+    if len(experiments) > 1:
+        raise BenchError(f"{len(experiments)} experiments given: process one at a time, or "
+                         "draw them together with --overlay NAME")
+    if mixed_datasets:
+        raise BenchError("--mixed-datasets applies to --overlay only")
+    experiment = experiments[0]
     written = process_results(experiment, svg=svg, all_points=all_points,
                               max_galleries=max_galleries, gallery_select=gallery_select,
                               seed=seed, gallery_run=gallery_run,

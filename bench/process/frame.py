@@ -63,6 +63,35 @@ def runs_frame(results: dict[str, Any]) -> pd.DataFrame:
             df[col] = np.nan
     df["score"] = pd.to_numeric(df["score"], errors="coerce")
     df["index_mb"] = pd.to_numeric(df["index_mb"], errors="coerce")
+    return _label_swept_axes(df)
+
+
+#: run fields an experiment may sweep (metric list, database sizes, thread list)
+SWEPT_AXES = ("metric", "n_database", "threads")
+
+
+def swept_axes(df: pd.DataFrame) -> list[str]:
+    """The axes that take more than one value in these runs."""
+    return [c for c in SWEPT_AXES if c in df and df[c].nunique(dropna=True) > 1]
+
+
+def axes_text(row: pd.Series, axes: list[str]) -> str:
+    parts = {"metric": lambda v: str(v), "n_database": lambda v: f"n={int(v):,}",
+             "threads": lambda v: f"{int(v)} thr"}
+    return ", ".join(parts[a](row[a]) for a in axes if pd.notna(row.get(a)))
+
+
+def _label_swept_axes(df: pd.DataFrame) -> pd.DataFrame:
+    """Series names carry the swept axes, so the figures that draw one line per series
+    never join two database sizes, metrics or thread counts into one curve.
+    ``series_base`` keeps the name without them (the size and thread plots' lines)."""
+    df["series_base"] = df["series"]
+    axes = swept_axes(df)
+    if not axes:
+        return df
+    text = df.apply(lambda row: axes_text(row, axes), axis=1)
+    for col in ("series", "build_label", "config"):
+        df[col] = df[col] + " [" + text + "]"
     return df
 
 
