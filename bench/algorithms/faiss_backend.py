@@ -94,6 +94,7 @@ class FaissBackend(Backend):
             raise BenchError(f"faiss: radius search supports euclidean, angular and ip, "
                              f"not {self.metric}")
         for name, value in params.items():
+            _check_query_value(name, value)
             try:
                 self._params.set_index_parameter(self.index, name, value)
             except RuntimeError as exc:
@@ -249,3 +250,19 @@ def _to_gpus(faiss: Any, index: Any, device: str, gpus: int | None, shard: bool)
             raise BenchError(f"faiss: {device} requested but faiss sees {available} GPUs")
         return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, index)
     return faiss.index_cpu_to_all_gpus(index, co=options, ngpu=gpus or available)
+
+
+#: search parameters that count something (lists probed, graph candidates): 0 or less,
+#: or a fraction, is a typo that Faiss would silently clamp or cast
+_COUNTS = ("nprobe", "efSearch", "quantizer_efSearch")
+
+
+def _check_query_value(name: str, value: Any) -> None:
+    """``efSearch: -1`` or ``nprobe: 1.5`` fails the run with its parameter named, rather
+    than being recorded as an ok run of some other setting."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BenchError(f"faiss: query parameter {name}={value!r}: expected a number")
+    if name in _COUNTS and (not isinstance(value, int) or value < 1):
+        raise BenchError(f"faiss: query parameter {name}={value!r}: expected an integer >= 1")
+    if value < 0:
+        raise BenchError(f"faiss: query parameter {name}={value!r}: expected a value >= 0")

@@ -55,6 +55,12 @@ class BenchGroup(click.Group):
                 raise
             _error_line(str(exc))
             sys.exit(2)
+        except EOFError as exc:  # click would print a bare "Aborted!" and exit 1
+            if debug:
+                raise
+            _error_line(f"a file ended early ({exc or 'no data left'}); rerun with --debug "
+                        "for the traceback naming it")
+            sys.exit(2)
         except KeyboardInterrupt as exc:
             what, code = ("terminated", 143) if isinstance(exc, Terminated) else (
                 "interrupted", 130)

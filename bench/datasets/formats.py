@@ -104,7 +104,9 @@ def read_npy(path: str | Path) -> np.ndarray:
     path = _existing(path)
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
+    except EOFError:  # click would turn this into a bare "Aborted!"
+        raise BenchError(f"{path}: empty or truncated .npy file") from None
+    except (ValueError, OSError) as exc:
         raise BenchError(f"{path}: cannot be read as a numeric .npy array ({exc})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         kind = getattr(array, "dtype", type(array).__name__)
@@ -181,6 +183,14 @@ class AnnHdf5:
 def _hdf5_array(path: Path, dset: Any) -> np.ndarray:
     """A memory map of a contiguous (hence uncompressed) HDF5 dataset, as ann-benchmarks
     writes them; chunked or compressed datasets are read into memory."""
+    import h5py
+
+    if not isinstance(dset, h5py.Dataset):
+        raise BenchError(f"{path}: {dset.name.lstrip('/')} is an HDF5 {type(dset).__name__.lower()}"
+                         ", not a dataset; expected a numeric array")
+    if dset.dtype.kind not in "biuf":
+        raise BenchError(f"{path}: {dset.name.lstrip('/')} holds {dset.dtype}; expected a numeric "
+                         "array")
     offset = dset.id.get_offset()
     if dset.chunks is None and offset is not None and dset.size:
         return np.memmap(path, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)

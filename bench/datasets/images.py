@@ -40,11 +40,24 @@ def natural_key(name: str) -> tuple[Any, ...]:
 
 
 def iter_images(folder: Path, limit: int | None = None) -> Iterator[Path]:
-    """Image files under folder, depth first in natural order; stops after ``limit``."""
+    """Image files under folder, depth first in natural order; stops after ``limit``.
+
+    Linked folders are followed once: a folder reached again (a symlink loop, or two
+    links to one folder) is skipped, so a loop can neither hang the walk nor list the
+    same image under endless paths.
+    """
     count = 0
+    seen: set[tuple[int, int]] = set()
 
     def walk(path: Path) -> Iterator[Path]:
         nonlocal count
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise BenchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: natural_key(e.name))
         for e in entries:

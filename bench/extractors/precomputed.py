@@ -79,6 +79,8 @@ def _format(path: Path, fmt: Format) -> str:
 def _np_load(path: Path, mmap: bool = False) -> Any:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except EOFError:
+        raise BenchError(f"{path}: empty or truncated numpy file") from None
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Python objects" in str(exc):
             raise BenchError(f"{path}: holds Python objects, which only unpickling could read; "
@@ -117,17 +119,29 @@ def _pick(names: Sequence[str], key: str | None, path: Path, what: str,
     raise BenchError(f"{path}: several {what}s ({', '.join(names)}); set key to the features one")
 
 
+def _npz_member(z: Any, path: Path, key: str) -> np.ndarray:
+    """One array of an .npz: members load lazily, so an object array is refused here (its
+    ValueError would otherwise surface as a traceback wherever it was first read)."""
+    try:
+        return z[key]
+    except ValueError:
+        raise BenchError(f"{path}: array {key!r} holds Python objects, which only unpickling "
+                         "could read; store plain numeric / string arrays instead") from None
+    except (OSError, EOFError) as exc:
+        raise BenchError(f"{path}: array {key!r} cannot be read ({exc})") from None
+
+
 def _read_npz(path: Path, spec: FeatureFile) -> tuple[np.ndarray, list[str] | None]:
     with _np_load(path) as z:
         names = list(z.files)
         key = _pick(names, spec.key, path, "array", skip=(spec.ids_key,))
-        feats = z[key]
+        feats = _npz_member(z, path, key)
         ids_key = spec.ids_key or ("ids" if "ids" in names else None)
         ids = None
         if ids_key is not None:
             if ids_key not in names:
                 raise BenchError(f"{path}: no array {ids_key!r}; found: {', '.join(names)}")
-            ids = [str(x) for x in z[ids_key].tolist()]
+            ids = [str(x) for x in _npz_member(z, path, ids_key).tolist()]
     return feats, ids
 
 

@@ -180,7 +180,7 @@ def _open_rows(entry: Path, n_items: int, width: int, dtype: np.dtype) -> np.mem
             rows = np.load(path, mmap_mode="r+")
             if rows.shape == (n_items, width) and rows.dtype == dtype:
                 return rows
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             pass
         shutil.rmtree(entry / "chunks", ignore_errors=True)  # rows unusable: so are chunks
     from bench.core.files import reserve_disk

@@ -33,7 +33,7 @@ def _load_cached(cache_dir: Path, base: str, k: int) -> tuple[np.ndarray, np.nda
         try:
             ids = np.load(ids_path, allow_pickle=False)
             dist = np.load(dist_path, allow_pickle=False)
-        except (OSError, ValueError):  # half-written or damaged: recompute
+        except (OSError, ValueError, EOFError):  # half-written or damaged: recompute
             continue
         if ids.ndim == 2 and ids.shape == dist.shape and ids.shape[1] == cached_k:
             return np.ascontiguousarray(dist[:, :k]), np.ascontiguousarray(ids[:, :k])

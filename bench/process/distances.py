@@ -22,7 +22,7 @@ def _load(folder: Path, name: Any, n_rows: int) -> np.ndarray | None:
         return None
     try:
         saved = np.load(folder / name, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return None
     return saved if len(saved) == n_rows else None
 
