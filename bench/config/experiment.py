@@ -403,7 +403,8 @@ def _check_names(loaded: LoadedExperiment) -> None:
                         f"{src}: algorithms.{gi}.build.{key}: unknown build parameter of "
                         f"{group.algorithm}; expected one of: {', '.join(allowed) or 'none'}"
                     )
-        _check_build_types(cls, group.build, f"{src}: algorithms.{gi}.build")
+        _check_param_types(cls.__init__, group.build, f"{src}: algorithms.{gi}.build")
+        _check_param_types(cls.set_query_params, group.query, f"{src}: algorithms.{gi}.query")
         documented = getattr(cls, "query_params_doc", {})
         if documented and not getattr(cls, "open_query_params", False):
             for key in group.query:
@@ -420,14 +421,16 @@ def _check_names(loaded: LoadedExperiment) -> None:
                 )
 
 
-def _check_build_types(cls: type, build: dict[str, Any], where: str) -> None:
-    """Each build value (or each value of a grid axis) against the backend's annotation,
-    strictly: ``M: 1.5`` or ``M: true`` for an ``int`` fails here with its key, not
-    minutes later inside a worker. Unannotated or unresolvable parameters are skipped."""
+def _check_param_types(fn: Any, params: dict[str, Any], where: str) -> None:
+    """Each build or query value (or each value of a grid axis) against the backend's
+    annotation of ``__init__`` / ``set_query_params``, strictly: ``M: 1.5``, ``ef: 1.5``
+    or ``M: true`` for an ``int`` fails here with its key, not minutes later inside a
+    worker (``ef: 1.5`` used to run as 1). Unannotated parameters are skipped."""
     from pydantic import TypeAdapter
 
+    build = params
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - a plugin's annotations may not resolve; skip them
         return
     for key, value in build.items():

@@ -58,6 +58,8 @@ CASES.update({
                             "algorithms.0.build.M: 1.5: Input should be a valid integer"),
     "build_bool_for_int": ({"algorithms": [{"algorithm": "hnswlib", "build": {"M": True}}]},
                            "algorithms.0.build.M: True: Input should be a valid integer"),
+    "query_float_for_int": ({"algorithms": [{"algorithm": "hnswlib", "query": {"ef": 1.5}}]},
+                            "algorithms.0.query.ef: 1.5: Input should be a valid integer"),
     "build_axis_value": ({"algorithms": [{"algorithm": "hnswlib", "build": {"M": [8, "16"]}}]},
                          "algorithms.0.build.M: '16': Input should be a valid integer"),
 })
