@@ -14,10 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config.experiment import MAX_NAME
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes
-from bench.core.paths import plots_root
+from bench.core.paths import folder_name_problem, plots_root
 from bench.process.frame import ok_runs, runs_frame, score_label
 from bench.process.plots import recall_qps
 from bench.process.style import series_colors
@@ -36,8 +35,9 @@ def overlay(specs: list[str], name: str, *, mixed_datasets: bool = False,
             svg: bool = False) -> list[Path]:
     """Recall-QPS per k and the best-QPS table of every experiment in ``specs``, under
     plots/<name>/; returns the files written."""
-    if not name or len(name) > MAX_NAME or "/" in name or name in (".", ".."):
-        raise BenchError(f"--overlay {name!r}: expected one folder name")
+    problem = folder_name_problem(name)
+    if problem is not None:
+        raise BenchError(f"--overlay: {problem}")
     if len(specs) < 2:
         raise BenchError("--overlay needs at least two experiments")
     loaded = [load_results(spec) for spec in specs]
