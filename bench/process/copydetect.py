@@ -159,5 +159,6 @@ def uap_by_family_figure(df: pd.DataFrame, raw: dict[str, dict[str, Any]], path:
         ax.set_title(name)
         ax.grid(True, axis="y", alpha=0.25)
         legend_outside(ax, "configuration")
+    fig.subplots_adjust(hspace=0.5)  # room for the rotated family names above a panel
     fig.suptitle(f"{title}: µAP by attack family{note}")
     return save(fig, path, svg=svg)
