@@ -71,6 +71,12 @@ def test_disc21_layout_identities_and_subsets(tmp_path):
 def test_disc21_bad_ground_truth_is_one_error(tmp_path):
     root = make_disc21(tmp_path / "disc21", header=False)
     assert len(_load("disc21", tmp_path, root=str(root)).queries) == 4  # no header is fine
+    text = (root / "dev_ground_truth.csv").read_text()
+    (root / "dev_ground_truth.csv").write_text("\ufeffquery_id,reference_id\n" + text
+                                               + "Q00099,R000001\n")
+    d = _load("disc21", tmp_path, root=str(root))  # a BOM header is still the header
+    assert len(d.queries) == 4 and d.description["listed_queries_without_image"] == 1
+    assert d.description["first_missing"] == ["Q00099"]
     (root / "dev_ground_truth.csv").write_text("Q00000,R000009\n")
     with pytest.raises(BenchError, match="R000009, which is not among the reference images"):
         _load("disc21", tmp_path, root=str(root))

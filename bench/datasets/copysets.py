@@ -51,7 +51,7 @@ def read_disc_truth(path: Path) -> dict[str, str | None]:
     if not path.is_file():
         raise BenchError(f"disc21 ground truth: {path} not found")
     truth: dict[str, str | None] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is not an id
         for line, row in enumerate(csv.reader(fh), 1):
             if not row or (line == 1 and row[0].strip() == "query_id"):
                 continue
@@ -111,6 +111,8 @@ class Disc21(_FolderDataset):
         truth = read_disc_truth(self._find(o.ground_truth, DISC_TRUTH[o.split], "ground_truth"))
         q_dir = self._find(o.queries, DISC_FOLDERS[o.split], "queries")
         queries = folder_items(q_dir, ns, "none", ids="stem", what="disc21 queries")
+        found = {q.id.split(":", 1)[1] for q in queries}
+        missing = sorted(set(truth) - found)  # listed in the CSV, no image: recorded
         if o.subset == "ground_truth":
             queries = [q for q in queries if q.id.split(":", 1)[1] in truth]
             if not queries:
@@ -146,7 +148,8 @@ class Disc21(_FolderDataset):
                         description=describe(
             self.registered_name, refs, queries, split=o.split, subset=o.subset,
             true_pairs=sum(1 for q in queries if q.attrs["positive"]),
-            n_background=len(background), n_training=len(training)))
+            n_background=len(background), n_training=len(training),
+            listed_queries_without_image=len(missing), first_missing=missing[:5]))
 
 
 COPYDAYS_BLOCKS = ("strong", "jpegqual", "crops")
