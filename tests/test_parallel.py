@@ -81,3 +81,21 @@ def test_parallel_refused_when_the_experiment_times(write_experiment) -> None:
     with pytest.raises(BenchError, match="--executor local only"):
         run_experiment(write_experiment(small_experiment(timing=False)),
                        RunOptions(progress=False, parallel=2, executor="inline"))
+
+
+def test_progress_names_the_node_of_each_running_build_point() -> None:
+    from bench.run.dispatch import Job
+    from bench.run.executors.task import NodeReport
+    from bench.run.runner import _describe_running
+
+    def job(label: str, node: NodeReport | None) -> Job:
+        made = Job(None, None, None, None, label)  # type: ignore[arg-type]
+        made.node = node
+        return made
+
+    a = NodeReport("host-a", "cpu", 2, ray_node_id="abcdef123456")
+    b = NodeReport("host-b", "cpu", 2, ray_node_id="987654fedcba")
+    text = _describe_running([job("flat", a), job("ivf nlist=16", b)])
+    assert text == "host-a:abcdef: flat | host-b:987654: ivf nlist=16"
+    assert _describe_running([job("flat", NodeReport("here", "cpu", 2))]) == "flat"
+    assert _describe_running([]) == "runs"

@@ -141,15 +141,18 @@ def test_build_points_run_side_by_side_with_local_recall(cluster, tmp_path, writ
     assert {r["node"]["ray_node_id"] for r in a.values()} == {None}
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "ip"])
+@pytest.mark.parametrize("metric", ["euclidean", "ip", "l1", "hamming"])
 def test_distributed_ground_truth_equals_local_with_ties(cluster, metric: str) -> None:
     from bench.groundtruth.distributed import exact_knn_ray
     from bench.groundtruth.exact import exact_knn
 
     rng = np.random.default_rng(2)
     base = rng.normal(size=(700, 12)).astype(np.float32)
+    if metric == "hamming":  # packed codes: many equal distances, ties decided by id
+        base = rng.integers(0, 256, size=(700, 4), dtype=np.uint8)
     data = np.concatenate([base, base[::-1], base[:300]])  # duplicates across shards
-    queries = np.concatenate([base[:40], rng.normal(size=(40, 12)).astype(np.float32)])
+    queries = np.concatenate([base[:40], base[::-1][:40] ^ 1 if metric == "hamming"
+                              else rng.normal(size=(40, 12)).astype(np.float32)])
     want_d, want_i = exact_knn(data, queries, 10, metric)
     got_d, got_i = exact_knn_ray(data, queries, 10, metric, shards=3)
     np.testing.assert_array_equal(got_i, want_i)
