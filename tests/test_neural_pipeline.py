@@ -98,7 +98,8 @@ def test_simclr_preprocessing_resizes_the_shorter_side_and_centre_crops():
 def test_imagenet_preprocessing_squashes_to_256_and_normalises():
     image = Image.fromarray(data.rocket())  # 640 x 427
     resnet = pp.PRESETS["imagenet"]
-    want = image.resize((256, 256), Image.Resampling.BILINEAR).crop((16, 16, 240, 240))
+    # Lanczos, as the original study resized (torchvision's default would be bilinear)
+    want = image.resize((256, 256), Image.Resampling.LANCZOS).crop((16, 16, 240, 240))
     got = resnet.to_array(image)
     np.testing.assert_array_equal(got, np.asarray(want))
     x = resnet.to_model_input(torch.from_numpy(got[None].copy())).numpy()[0]

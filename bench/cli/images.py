@@ -51,13 +51,24 @@ def prepare() -> None:
 @click.option("--id-column", default=None, help="CSV column of the image stem (default: 1st).")
 @click.option("--template-column", default=None,
               help="CSV column of the template name (default: 2nd).")
+@click.option("--clean", is_flag=True,
+              help="The study's clean subset: drop the 8 templates whose memes are not "
+                   "copies of the template.")
+@click.option("--no-label-fix", is_flag=True,
+              help="Keep the mislabelled post EQKrGAq_imgr under its CSV template.")
 def prepare_memes_cmd(csv_path: Path, images: Path, out: Path, id_column: str | None,
-                      template_column: str | None) -> None:
+                      template_column: str | None, clean: bool, no_label_fix: bool) -> None:
     """Copy Kaggle memes into OUT/templates/ and OUT/memes/ (the input is not modified)."""
     from bench.datasets.prepare.memes import prepare_memes
 
     report = prepare_memes(csv_path, images, out, id_column=id_column,
-                           template_column=template_column)
+                           template_column=template_column, clean=clean,
+                           fix_labels=not no_label_fix)
+    for what in report.relabelled:
+        console.print(f"relabelled {what}", highlight=False)
+    if clean:
+        console.print(f"clean subset: dropped {len(report.dropped)} templates "
+                      f"({', '.join(report.dropped) or 'none present'})", highlight=False)
     console.print(
         f"[bold green]prepared[/] {out}: {report.templates} templates, {report.memes} memes; "
         f"{len(report.missing)} CSV rows without an image, {report.unlisted} images not in "

@@ -11,7 +11,10 @@ readers here accept the formats such features are usually saved in:
 
 Without ids, row numbers are the ids. Pickle files are refused: unpickling runs
 whatever code the file contains, so a features file from elsewhere must come in
-a format that only holds data.
+a format that only holds data. The one exception is the original study's layout,
+``Features/<set>-<algo>_features.npy`` with the row names in an object array
+``<set>-<algo>_map_to_names.npy``: that array is parsed by a reader that accepts
+only strings (``bench.extractors.name_arrays``), so nothing in it is ever run.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ from bench.core.items import Item
 from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
+from bench.extractors.name_arrays import read_name_array
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".p", ".joblib", ".pt", ".pth")
 TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".dat")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 BLOCK = 4096
+#: the original study's file names: <set>-<algo>_features.npy and its row names
+STUDY_FEATURES = "_features.npy"
+STUDY_NAMES = "_map_to_names.npy"
 
 Format = Literal["auto", "npy", "npz", "hdf5", "text", "parquet"]
 
@@ -48,6 +55,9 @@ class FeatureFile(StrictOptions):
     key: str | None = Field(None, description="npz array / HDF5 dataset / Parquet list column")
     columns: list[str] | None = Field(None, description="Parquet scalar feature columns")
     ids: str | None = Field(None, description="JSON list or text file (one id a line) of ids")
+    names: str | None = Field(None, description="a .npy array of row names, also an object "
+                              "array of strings (parsed, never unpickled); default for "
+                              "<x>_features.npy: <x>_map_to_names.npy beside it")
     ids_key: str | None = Field(None, description="npz array / HDF5 dataset holding the ids")
     id_column: str | int | None = Field(None, description="text column number / Parquet column")
     delimiter: str | None = Field(None, description="text files: default by suffix")
@@ -230,6 +240,11 @@ def read_feature_file(spec: FeatureFile, base_dir: Path | None = None,
         raise BenchError(f"{path}: features must be 2-d (items x dim), got shape {feats.shape}")
     if not (np.issubdtype(feats.dtype, np.floating) or np.issubdtype(feats.dtype, np.integer)):
         raise BenchError(f"{path}: features must be numeric, got dtype {feats.dtype}")
+    names = _names_path(path, spec, base_dir)
+    if names is not None:
+        if ids is not None or spec.ids is not None:
+            raise BenchError(f"{path}: ids given twice (names and ids)")
+        ids = read_name_array(names)
     if spec.ids is not None:
         if ids is not None:
             raise BenchError(f"{path}: ids given twice (ids file and ids inside the file)")
@@ -248,10 +263,28 @@ def read_feature_file(spec: FeatureFile, base_dir: Path | None = None,
     return ids, feats
 
 
+def _names_path(path: Path, spec: FeatureFile, base_dir: Path | None) -> Path | None:
+    """``names`` as given, or the study's ``<x>_map_to_names.npy`` beside ``<x>_features.npy``
+    when neither names nor ids are given."""
+    if spec.names is not None:
+        names = Path(spec.names).expanduser()
+        names = base_dir / names if not names.is_absolute() and base_dir is not None else names
+        if not names.is_file():
+            raise BenchError(f"names file {names} not found")
+        return names
+    if spec.ids is None and path.name.endswith(STUDY_FEATURES):
+        sibling = path.with_name(path.name[: -len(STUDY_FEATURES)] + STUDY_NAMES)
+        return sibling if sibling.is_file() else None
+    return None
+
+
 def file_signature(spec: FeatureFile, base_dir: Path | None = None) -> dict[str, Any]:
     """What identifies a file's content cheaply: path, size, modification time."""
     out = {}
-    for name in (spec.path, spec.ids):
+    path = Path(spec.path).expanduser()
+    path = base_dir / path if not path.is_absolute() and base_dir is not None else path
+    names = _names_path(path, spec, base_dir) if path.is_file() else None
+    for name in (spec.path, spec.ids, str(names) if names is not None else None):
         if name is None:
             continue
         p = Path(name).expanduser()

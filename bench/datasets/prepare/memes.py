@@ -15,6 +15,14 @@ and stems becomes ``-``, as do characters unsafe in file names.
 The input is never modified: files are copied (atomically, skipped when an
 identical-size copy is already there), so the command is deterministic and
 can be re-run.
+
+Two corrections of the original study (docs/study-reference.md, "Memes"):
+
+- one mislabelled post, ``EQKrGAq_imgr``, is a Bad Luck Brian meme: it is relabelled
+  before templates are chosen, so the template its wrong label made from it is gone
+  (``fix_labels``, on by default);
+- the "clean" subset (``clean``) drops the templates whose memes are not perceptually
+  identical copies of the template, with all their memes.
 """
 
 from __future__ import annotations
@@ -32,6 +40,12 @@ from bench.datasets.images import iter_images, natural_key
 
 logger = logging.getLogger(__name__)
 
+#: post stem -> its true template (the study's fix; compared after safe_name, any case)
+MISLABELLED = {"EQKrGAq_imgr": "bad-luck-brian", "EQKrGAq": "bad-luck-brian"}
+#: templates the study's clean subset drops, with all their memes
+NOT_COPIES = ("zuckerberg", "harold", "netflix-adaptation", "shrek", "so-glad",
+              "who-would-win", "you-vs-the-guy", "skyrim-100")
+
 
 @dataclass
 class MemesReport:
@@ -40,6 +54,8 @@ class MemesReport:
     missing: list[str] = field(default_factory=list)  # posts in the CSV without an image
     duplicates: list[str] = field(default_factory=list)  # rows or names seen twice, ignored
     unlisted: int = 0  # images not named in the CSV
+    relabelled: list[str] = field(default_factory=list)  # "stem: old -> new"
+    dropped: list[str] = field(default_factory=list)  # templates left out of the clean subset
 
 
 def safe_name(text: str) -> str:
@@ -67,8 +83,8 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def prepare_memes(csv_path: Path | str, images_dir: Path | str, out_dir: Path | str, *,
-                  id_column: str | None = None,
-                  template_column: str | None = None) -> MemesReport:
+                  id_column: str | None = None, template_column: str | None = None,
+                  clean: bool = False, fix_labels: bool = True) -> MemesReport:
     """Copy the Kaggle images into OUT/templates and OUT/memes (see the module doc)."""
     csv_path, images_dir, out_dir = Path(csv_path), Path(images_dir), Path(out_dir)
     if not csv_path.is_file():
@@ -99,10 +115,21 @@ def prepare_memes(csv_path: Path | str, images_dir: Path | str, out_dir: Path | 
     plan: dict[Path, Path] = {}  # destination -> source, in CSV order
     templates: dict[str, Path] = {}
     used: set[str] = set()
+    named: set[Path] = set()  # images the CSV names (kept or dropped by the clean subset)
+    spelling = {safe_name(r[tpl_col]).lower(): safe_name(r[tpl_col]) for r in rows[1:]
+                if len(r) > tpl_col}
+    dropped = {safe_name(t).lower() for t in NOT_COPIES} if clean else set()
+    posts: list[tuple[int, str, str, Path, bool]] = []  # line, stem, template, image, fixed
     for line, row in enumerate(rows[1:], start=2):
         if len(row) <= max(id_col, tpl_col) or not row[id_col].strip():
             continue
         stem, template = row[id_col].strip(), safe_name(row[tpl_col])
+        true = MISLABELLED.get(stem) if fix_labels else None
+        fixed = true is not None and safe_name(true).lower() != template.lower()
+        if fixed:
+            relabel = spelling.get(safe_name(true).lower(), safe_name(true))
+            report.relabelled.append(f"{stem}: {template} -> {relabel}")
+            template = relabel
         if stem in used:
             report.duplicates.append(f"row {line}: post {stem} listed again")
             continue
@@ -111,6 +138,15 @@ def prepare_memes(csv_path: Path | str, images_dir: Path | str, out_dir: Path | 
         if src is None:
             report.missing.append(stem)
             continue
+        named.add(src)
+        if template.lower() in dropped:
+            if template not in report.dropped:
+                report.dropped.append(template)
+            continue
+        posts.append((line, stem, template, src, fixed))
+    # relabelled posts are placed last: a post under its true template is one of its memes,
+    # never the template image (that is what the study's fix did)
+    for line, stem, template, src, _ in sorted(posts, key=lambda p: p[4]):
         if template not in templates:
             templates[template] = src
             plan[out_dir / "templates" / f"{template}{src.suffix.lower()}"] = src
@@ -129,7 +165,7 @@ def prepare_memes(csv_path: Path | str, images_dir: Path | str, out_dir: Path | 
         _copy(plan[dst], dst)
     report.templates = len(templates)
     report.memes = len(plan) - len(templates)
-    report.unlisted = len(set(by_stem.values()) - set(plan.values()))
+    report.unlisted = len(set(by_stem.values()) - named)
     for what in report.duplicates:
         logger.warning("memes: ignored %s", what)
     if report.missing:

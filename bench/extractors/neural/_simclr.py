@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.extractors.neural.models import HEAD_OUT
+
 HEAD_LAYERS = 3
-HEAD_OUT = 128
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -211,3 +212,14 @@ def projection_head(dim: int, n_layers: int = HEAD_LAYERS) -> nn.Sequential:
         if j != n_layers - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+class Projected(nn.Module):
+    """An encoder followed by its projection head: features with ``use_head: true``."""
+
+    def __init__(self, inner: SimCLRResNet) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.project(self.inner(x))

@@ -23,9 +23,9 @@ from bench.core.items import Item
 from bench.core.options import StrictOptions
 from bench.extractors import register
 from bench.extractors.base import Extractor
-from bench.extractors.neural.models import MINI_MODELS, MODELS, ModelSpec
+from bench.extractors.neural.models import HEAD_OUT, MINI_MODELS, MODELS, ModelSpec
 from bench.extractors.neural.pipeline import OnBatch, RunSettings
-from bench.extractors.neural.preprocess import PRESETS, Preprocess
+from bench.extractors.neural.preprocess import PRESETS, Preprocess, preset_for_model
 
 
 class NeuralOptions(StrictOptions):
@@ -134,32 +134,61 @@ class NeuralExtractor(Extractor):
         return True
 
 
+class BuiltinOptions(NeuralOptions):
+    use_head: bool = Field(False, description="SimCLR models: features through the "
+                           "contrastive projection head (128-d) the weights file carries "
+                           "(a converted checkpoint's head.*, or a fine-tuning checkpoint's "
+                           "'head'), instead of the pooled encoder output")
+
+
 class BuiltinNeuralExtractor(NeuralExtractor):
+    Options: ClassVar[type[StrictOptions]] = BuiltinOptions
     spec: ClassVar[ModelSpec]
+
+    def __init__(self, options: StrictOptions) -> None:
+        super().__init__(options)
+        if self.use_head and self.spec.family == "resnet":
+            raise BenchError(f"{self.what}: use_head: {self.spec.name} has no contrastive "
+                             "head (SimCLR models only)")
+
+    @property
+    def use_head(self) -> bool:
+        return bool(getattr(self.options, "use_head", False))
 
     @property
     def dim(self) -> int:
-        return self.spec.dim
+        return HEAD_OUT if self.use_head else self.spec.dim
 
     @property
     def preprocess(self) -> Preprocess:
         return PRESETS[self.spec.preprocess]
 
     def describe_model(self) -> dict[str, Any]:
-        return {"model": self.spec.name}
+        return {"model": self.spec.name, **({"use_head": True} if self.use_head else {})}
 
     def build_model(self) -> Any:
         import torch
 
-        from bench.extractors.neural.weights import fit, load_state_dict
+        from bench.extractors.neural.weights import fit, load_weights
 
-        state = load_state_dict(self.opts.weights, self.what)
+        state, head_state = load_weights(self.opts.weights, self.what)
+        if head_state is not None and self.spec.family != "resnet":
+            # a fine-tuning checkpoint: its head loads (strictly) into the model's head
+            state = {**state, **{f"head.{k}": v for k, v in head_state.items()}}
         # A converted SimCLR checkpoint may carry the contrastive head; load it strictly too.
         head = self.spec.family != "resnet" and any(k.startswith("head.") for k in state)
+        if self.use_head and not head:
+            raise BenchError(f"{self.what}: use_head: true, but {self.opts.weights} holds no "
+                             "contrastive head (convert with --head, or a fine-tuning "
+                             "checkpoint with 'head')")
         with torch.device("meta"):  # no time spent initialising weights about to be replaced
             model = self.spec.build(head=head)
         fit(model, state, self.opts.weights, self.what, assign=True)
-        return model
+        if not self.use_head:
+            return model
+        from bench.extractors.neural._simclr import Projected
+
+        return Projected(model)
 
 
 def _class_name(model: str) -> str:
@@ -179,7 +208,10 @@ for _spec in (*MODELS.values(), *MINI_MODELS.values()):
 
 class AdapterOptions(NeuralOptions):
     model: str = Field(description="the library's model name, e.g. resnet18")
-    preprocess: Literal["imagenet", "simclr"] = "imagenet"
+    #: auto: the model family's published preset (inception-v3, efficientnet-b7), else
+    #: imagenet
+    preprocess: Literal["auto", "imagenet", "simclr", "inception-v3", "efficientnet-b7"] = (
+        "auto")
 
 
 class _Adapter(NeuralExtractor):
@@ -196,7 +228,10 @@ class _Adapter(NeuralExtractor):
 
     @property
     def preprocess(self) -> Preprocess:
-        return PRESETS[self.options.preprocess]  # type: ignore[attr-defined]
+        chosen = self.options.preprocess  # type: ignore[attr-defined]
+        if chosen == "auto":
+            chosen = preset_for_model(self.options.model)  # type: ignore[attr-defined]
+        return PRESETS[chosen]
 
     def describe_model(self) -> dict[str, Any]:
         return {"model": f"{self.package}:{self.options.model}"}  # type: ignore[attr-defined]

@@ -19,6 +19,8 @@ DEPTHS: dict[int, tuple[int, int, int, int]] = {
 #: ResNet-18 layout (two-conv basic blocks), for the width-reduced mini encoders only
 BASIC_DEPTHS: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2)}
 SK_RATIO = 0.0625
+#: output of SimCLR's contrastive projection head (features with ``use_head: true``)
+HEAD_OUT = 128
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,14 @@
 
 - ``simclr``: resize the shorter side to 256 (Lanczos), centre crop 224, scale to
   [0, 1], no normalisation.
-- ``imagenet`` (the study's ResNets): resize to 256x256 (bilinear), centre crop 224,
-  ImageNet mean/std.
+- ``imagenet`` (the study's ResNets): resize to 256x256 (Lanczos, as the study's code
+  did; torchvision's default would be bilinear), centre crop 224, ImageNet mean/std.
+- ``inception-v3``: shorter side to 342 (bilinear), centre crop 299, ImageNet mean/std;
+  ``efficientnet-b7``: shorter side to 600 (bicubic), centre crop 600, ImageNet
+  mean/std: the evaluation transforms published with torchvision's ImageNet weights of
+  those models (``Inception_V3_Weights`` / ``EfficientNet_B7_Weights.IMAGENET1K_V1``).
+  The adapters pick them for ``inception_v3`` / ``efficientnet_b7`` models
+  (``preprocess: auto``, :func:`preset_for_model`).
 
 Sizes and rounding follow torchvision's PIL path (``Resize(int)`` truncates the long
 side, ``CenterCrop`` rounds the offset), so features match a torchvision pipeline
@@ -82,7 +88,22 @@ class Preprocess:
 
 PRESETS: dict[str, Preprocess] = {
     "simclr": Preprocess("simclr", 256, True, 224, "lanczos"),
-    "imagenet": Preprocess("imagenet", 256, False, 224, "bilinear", IMAGENET_MEAN, IMAGENET_STD),
+    "imagenet": Preprocess("imagenet", 256, False, 224, "lanczos", IMAGENET_MEAN, IMAGENET_STD),
+    "inception-v3": Preprocess("inception-v3", 342, True, 299, "bilinear", IMAGENET_MEAN,
+                               IMAGENET_STD),
+    "efficientnet-b7": Preprocess("efficientnet-b7", 600, True, 600, "bicubic", IMAGENET_MEAN,
+                                  IMAGENET_STD),
     # the simclr preset scaled to 64 px (256/224 of 64 = 73), for the mini encoders
     "simclr-mini": Preprocess("simclr-mini", 73, True, 64, "lanczos"),
 }
+
+
+#: model-name fragments (torchvision and timm spellings) -> their family's preset
+_MODEL_PRESETS = (("inception_v3", "inception-v3"), ("efficientnet_b7", "efficientnet-b7"))
+
+
+def preset_for_model(model: str) -> str:
+    """The preset of a third-party model's family (``tf_efficientnet_b7`` and
+    ``efficientnet_b7`` alike), ``imagenet`` for every other model."""
+    name = model.lower()
+    return next((preset for part, preset in _MODEL_PRESETS if part in name), "imagenet")

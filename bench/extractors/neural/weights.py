@@ -34,6 +34,14 @@ def sha256_file(path: Path, what: str) -> str:
 
 
 def load_state_dict(path: Path, what: str) -> dict[str, Any]:
+    """The encoder's state dict (a converted file's ``head.*`` keys included)."""
+    return load_weights(path, what)[0]
+
+
+def load_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(state dict, head state or None). A fine-tuning checkpoint ``{'encoder': ...,
+    'head': ...}`` gives its encoder and its head (keys as the head module names them);
+    any other layout gives the whole state dict and no separate head."""
     torch = require_torch()
     if not Path(path).is_file():
         raise BenchError(f"{what}: weights: file {path} not found")
@@ -43,16 +51,19 @@ def load_state_dict(path: Path, what: str) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchError(f"{what}: weights: {path} is not a weights-only torch checkpoint "
                          f"({first[:200]})") from None
+    head = None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and isinstance(obj.get("encoder"), dict):
+        head = obj.get("head") if isinstance(obj.get("head"), dict) else None
         obj = obj["encoder"]
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise BenchError(f"{what}: weights: {path} does not hold a state dict "
-                         "(a mapping of parameter names to tensors)")
-    return obj
+    for state in (obj, head) if head is not None else (obj,):
+        if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
+            raise BenchError(f"{what}: weights: {path} does not hold a state dict "
+                             "(a mapping of parameter names to tensors)")
+    return obj, head
 
 
 def _names(keys: list[str], limit: int = 3) -> str:
