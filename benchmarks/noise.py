@@ -7,8 +7,8 @@
     new alternated; per point the CV of the headline QPS across runs.
 (b) Wall-time gate: false alarms over ``--pairs`` pairs of the unchanged new runs, and the
     detection rate of a slowdown injected into one configuration (``noise_plugin:Slowable``
-    searches F of the queries again, or with ``--slow-mode sleep`` sleeps F x its search
-    time, which the CPU-time counter cannot see) at each ``--detect`` fraction: every
+    busy-waits F x its search's CPU time; ``--slow-mode sleep`` sleeps instead, which the
+    CPU-time counter cannot see) at each ``--detect`` fraction: every
     slowed run is compared with every unchanged run, with the default tolerances; then
     the same runs judged on CPU-time samples (``--counter cpu``).
 (c) With ``--instructions``: the same for ``counter: instructions`` (a smaller dataset;
@@ -130,9 +130,10 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--detect", default="0.05,0.1,0.2")
     ap.add_argument("--detect-runs", type=int, default=3)
-    ap.add_argument("--slow-mode", choices=["work", "sleep"], default="work",
-                    help="work: search F of the queries again (slows wall and CPU time "
-                         "alike); sleep: sleep F x the search time (wall time only)")
+    ap.add_argument("--slow-mode", choices=["spin", "work", "sleep"], default="spin",
+                    help="spin: busy-wait F x the search's CPU time (slows wall and CPU "
+                         "time alike); work: search F of the queries again; sleep: sleep "
+                         "F x the search time (wall time only)")
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--instructions", action="store_true")
     ap.add_argument("--instr-runs", type=int, default=4)
