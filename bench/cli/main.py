@@ -145,16 +145,20 @@ def run(ctx: click.Context, experiment: str, force: bool, retry_failed: bool, ex
 
 def print_summary(runs: list[dict[str, Any]]) -> None:
     table = Table(title="runs", show_lines=False)
-    for col in ("extractor", "algorithm", "build", "query", "k", "status", "recall", "QPS",
-                "build s", "index MB"):
+    # a metric / size / thread sweep: one column says which point of it a row is
+    axes = [a for a in ("metric", "n_database", "threads") if len({r.get(a) for r in runs}) > 1]
+    for col in ("extractor", *(["sweep"] if axes else []), "algorithm", "build", "query", "k",
+                "status", "recall", "QPS", "build s", "index MB"):
         table.add_column(col, justify="right" if col in ("k", "recall", "QPS", "build s",
                                                          "index MB") else "left")
+    shown = {"metric": str, "n_database": lambda v: f"n={v:,}", "threads": lambda v: f"{v} thr"}
     for r in runs:
         ok = r["status"] == "ok"
         recall = score(r)
         size = index_mb(r)
+        sweep = [" ".join(shown[a](r[a]) for a in axes if r.get(a) is not None)] if axes else []
         table.add_row(
-            r.get("extractor") or "", r["label"], param_text(r["build_params"]),
+            r.get("extractor") or "", *sweep, r["label"], param_text(r["build_params"]),
             param_text(r["query_params"]), str(r["k"]),
             r["status"] if ok else f"[red]{r['status']}[/]",
             f"{recall:.4f}" if ok and recall is not None else "",
