@@ -202,3 +202,19 @@ def test_epoch_sweep_scores_every_checkpoint(tmp_path, write_experiment):
         load_experiment(write_experiment(spec))
     spec["extractor"]["weights"] = {"finetune": "not-trained", "epochs": [0, 1]}
     assert len(load_experiment(write_experiment(spec)).experiment.extractors) == 2
+
+
+def test_bad_configs_are_one_line_errors(tmp_path):
+    from bench.core.errors import BenchError
+    from bench.finetune.launch import finetune
+
+    path = _config(tmp_path, "bad", optimiser={"name": "lars"})
+    with pytest.raises(BenchError, match=r"bad.yaml: optimiser: unknown key"):
+        finetune(path, progress=False)
+    with pytest.raises(BenchError, match=r"encoder.name: 'simclr-v3' is not a built-in"):
+        finetune(_config(tmp_path, "bad", encoder={"name": "simclr-v3"}), progress=False)
+    with pytest.raises(BenchError, match=r"needs at least 16 training images, the data has 8"):
+        finetune(_config(tmp_path, "bad", batch_size=8), nproc=2, progress=False)
+    finetune(_config(tmp_path, "bad", epochs=1), progress=False)
+    with pytest.raises(BenchError, match=r"holds a run of another configuration; use --force"):
+        finetune(_config(tmp_path, "bad", epochs=2, seed=4), progress=False)

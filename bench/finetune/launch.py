@@ -108,9 +108,8 @@ def finetune(spec: str | Path, *, nproc: int = 1, force: bool = False, progress:
     rank = int(os.environ.get("RANK", "0")) if torchrun else 0
     if rank == 0:
         manifest = _manifest(folder, config, world, len(paths), force, source)
-    else:  # torchrun: rank 0 decides; the others read what it wrote (after a barrier there)
-        manifest = read_manifest(folder, f"run {folder}") if (folder / MANIFEST).is_file() \
-            else {"epochs": []}
+    else:  # torchrun: rank 0 decides; train_process broadcasts its manifest to the others
+        manifest = {"epochs": []}
     threads = config.threads or max(1, (os.cpu_count() or 1) // world)
     plan = Plan(config=config, source=source, folder=folder, paths=paths, val_paths=val,
                 manifest=manifest, device=device, threads=threads, progress=progress,

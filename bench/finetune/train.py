@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class Plan:
     progress: bool = True
     max_steps: int | None = None  # stop after this many steps in all (tests, measurements)
     port: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def resume_epoch(self) -> int:
@@ -193,6 +192,10 @@ def train_process(rank: int, world: int, plan: Plan) -> None:
             f"tcp://127.0.0.1:{plan.port}"
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 init_method=init, rank=rank, world_size=world)
+    if world > 1:  # under torchrun each rank loaded its own plan: rank 0's decides resume
+        shared = [plan.manifest]
+        dist.broadcast_object_list(shared, src=0)
+        plan.manifest = shared[0]
     try:
         _train(rank, world, plan, device)
     finally:
