@@ -136,16 +136,16 @@ def main() -> None:
     configs = [c for c in CONFIGS if not args.only or c[0] in args.only.split(",")]
     rows = []
     for mode in args.modes.split(","):
-        for algorithm, build, query in configs:
+        for ci, (algorithm, build, query) in enumerate(configs):
             spec = {
-                "name": f"overhead-{mode}", "seed": 42, "metric": "euclidean", "k": 10,
+                "name": f"overhead-{mode}-{ci}", "seed": 42, "metric": "euclidean", "k": 10,
                 "mode": mode, "threads": 1, "runs": args.samples, "timeout": 1200,
                 "min_sample_s": args.min_sample_s, "max_point_s": 0.0,
                 "dataset": {"name": "synthetic", "kind": "clustered", "n": args.n,
                             "n_queries": args.queries, "dim": args.dim, "n_clusters": 64},
                 "algorithms": [{"algorithm": algorithm, "build": build, "query": query}],
             }
-            path = tmp / f"{mode}-{algorithm}.yaml"
+            path = tmp / f"{mode}-{ci}.yaml"
             path.write_text(yaml.safe_dump(spec))
             bench, bare, recall = [], [], None
             for _ in range(args.processes):  # A B A B ...
