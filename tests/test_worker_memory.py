@@ -115,6 +115,25 @@ def test_index_memory_counts_no_file_pages(tmp_path: Path) -> None:
     assert flat.index_uss_bytes <= done["peak_anon_bytes"] < base + 1.3 * data_bytes
 
 
+def test_cap_counts_anonymous_memory_only(tmp_path: Path) -> None:
+    """A cap below base + data: bruteforce, whose resident set holds the 64 MiB of mapped
+    file pages it searches, runs to the end (an RSS cap killed it); Faiss Flat, whose own
+    copy is anonymous memory, is stopped as oom with the data size in the line."""
+    n, dim = 131072, 128
+    data_bytes = n * dim * 4
+    (tmp_path / "tiny").mkdir()
+    tiny = _files(tmp_path / "tiny", 1000, dim)
+    _, done = _built(list(run_in_worker(_task("bruteforce", {}, tiny, dim))))
+    limit = done["peak_anon_bytes"] + data_bytes // 2  # the worker itself + half the data
+    paths = _files(tmp_path, n, dim)
+    _built(list(run_in_worker(_task("bruteforce", {}, paths, dim, limit=limit))))
+    messages = list(run_in_worker(_task("faiss", {"factory": "Flat"}, paths, dim, limit=limit)))
+    failures = [p for k, p in messages if k == "failure"]
+    assert failures and failures[0].status == "oom", messages
+    assert "anonymous memory" in failures[0].message
+    assert "(0.06 GiB of data)" in failures[0].message
+
+
 def test_faiss_estimate_counts_the_stream() -> None:
     import faiss
 
