@@ -194,6 +194,16 @@ def test_epoch_sweep_scores_every_checkpoint(tmp_path, write_experiment):
     written = process_results("sweep")
     assert any(p.name == "recall_vs_epoch_k1.png" for p in written)
     assert "Fine-tuning epochs" in written[-1].read_text()
+    # a clustering experiment over the same checkpoints: metrics against epoch
+    clustering = {**spec, "name": "sweep-clusters", "kind": "clustering", "algorithms": [],
+                  "clustering": {"algorithms": [{"algorithm": "kmeans", "metric": "euclidean",
+                                                 "n_clusters": ["identities"]}]}}
+    for key in ("k", "relevance", "runs"):
+        clustering.pop(key)
+    clustered = run_experiment(write_experiment(clustering, "clusters.yaml"),
+                               RunOptions(progress=False, executor="inline"))
+    assert sorted(r["epoch"] for r in clustered.data["runs"]) == [0, 1, 2]
+    assert any(p.name == "clustering_vs_epoch.png" for p in process_results("sweep-clusters"))
     # explicit epochs need no run yet; an epoch the manifest lacks is one clear line
     spec["extractor"]["weights"] = {"finetune": "swept", "epochs": [0, 7]}
     from bench.core.errors import BenchError

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.files import atomic_write_bytes
-from bench.process.style import plain_log, plt, save, series_colors, slug
+from bench.process.style import legend_outside, plain_log, plt, save, series_colors, slug
 
 SCORES = (("homogeneity", "homogeneity"), ("completeness", "completeness"),
           ("v_measure", "V-measure"), ("adjusted_rand", "adjusted Rand index"), ("nmi", "NMI"))
@@ -79,10 +79,35 @@ def clustering_plots(results: dict[str, Any], out_dir: Path, svg: bool) -> list[
                                         title=title, svg=svg)
     written += metrics_vs_clusters(df, out_dir / "metrics_vs_clusters.png", colors,
                                    results, title=title, svg=svg)
+    written += metrics_vs_epoch(df, out_dir / "clustering_vs_epoch.png", colors, title=title,
+                                svg=svg)
     written += distributions(df, results, out_dir, title=title, svg=svg)
     written += dendrograms(results, df, out_dir / "dendrograms", svg=svg)
     written += cluster_grids(results, df, out_dir / "grids")
     return written
+
+
+def metrics_vs_epoch(df: pd.DataFrame, path: Path, colors: dict[str, Any], *, title: str,
+                     svg: bool) -> list[Path]:
+    """Fine-tuning sweeps (runs with an ``epoch``): the best V-measure and adjusted Rand
+    index of each method (over its parameter) on every checkpoint's features."""
+    if "epoch" not in df or df["epoch"].dropna().nunique() < 2:
+        return []
+    runs = df.dropna(subset=["epoch"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for ax, metric, name in zip(axes, ("v_measure", "adjusted_rand"),
+                                ("V-measure", "adjusted Rand index"), strict=True):
+        for method, group in runs.groupby("method", sort=True):
+            best = group.groupby("epoch")[metric].max().sort_index()
+            ax.plot(best.index, best.values, marker="o", ms=4, color=colors[method],
+                    label=method)
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel(f"best {name}")
+        ax.grid(True, alpha=0.25)
+    fig.suptitle(f"{title}: clustering quality against fine-tuning epoch (best parameter "
+                 "per method)", fontsize="medium")
+    legend_outside(axes[1], "method")
+    return save(fig, path, svg=svg)
 
 
 def homogeneity_completeness(df: pd.DataFrame, path: Path, colors: dict[str, Any], *,

@@ -51,6 +51,7 @@ class _ItemsView:
 
     def __init__(self, loaded: LoadedExperiment, fs: FeatureSet, drop_singletons: bool) -> None:
         self.key = fs.extractor or "vectors"
+        self.epoch = fs.description.get("epoch")  # a fine-tuning checkpoint's features
         if fs.database_items is None or fs.query_items is None:
             raise BenchError(
                 f"{loaded.source}: dataset {loaded.experiment.dataset.name} has no items with "
@@ -259,6 +260,7 @@ def _run_one(results: ResultsFile, ctx: _Context, p: PlannedRun, seed: int,
         "group": p.group, "build_params": p.build_params(), "query_params": p.query_params(),
         "k": None, "mode": "clustering", "threads": threads, "runs": 1,
         "n_items": len(space), "n_identities": view.n_identities, "metric": space.metric,
+        **({"epoch": view.epoch} if view.epoch is not None else {}),
     }
     prep = 0.0
     try:
