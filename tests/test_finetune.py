@@ -228,3 +228,47 @@ def test_bad_configs_are_one_line_errors(tmp_path):
     finetune(_config(tmp_path, "bad", epochs=1), progress=False)
     with pytest.raises(BenchError, match=r"holds a run of another configuration; use --force"):
         finetune(_config(tmp_path, "bad", epochs=2, seed=4), progress=False)
+
+
+def test_encoder_and_head_start_from_the_weights_file(tmp_path):
+    from bench.extractors.neural.models import MINI_MODELS
+    from bench.finetune.config import load_config
+    from bench.finetune.model import build_model
+
+    torch.manual_seed(5)
+    donor = MINI_MODELS["simclr-mini-r18"].build(head=True)  # a converted file's layout
+    torch.save(donor.state_dict(), tmp_path / "w.pt")
+    config, source = load_config(_config(tmp_path, "init", encoder={
+        "name": "simclr-mini-r18", "weights": "w.pt"}))
+    model = build_model(config, source)
+    assert torch.equal(model.encoder.stem[0].weight, donor.stem[0].weight)
+    assert torch.equal(model.head[0].weight, donor.head[0].weight)
+    assert len([m for m in model.head if isinstance(m, torch.nn.Linear)]) == 3  # v2 head
+
+
+def test_lars_leaves_biases_and_norms_alone():
+    from torch import nn
+
+    from bench.finetune.config import OptimizerOptions, ScheduleOptions
+    from bench.finetune.optim import LARS, learning_rate, make_optimizer
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    opt = make_optimizer([net], OptimizerOptions())
+    assert isinstance(opt, LARS)
+    decayed, excluded = opt.param_groups
+    assert [p.shape for p in decayed["params"]] == [(3, 4)]
+    assert decayed["weight_decay"] == 1e-6 and decayed["lars"] and decayed["trust"] == 0.001
+    assert len(excluded["params"]) == 3 and excluded["weight_decay"] == 0 and not excluded["lars"]
+    # one step: the weight moves by lr * trust * |w| / |g| * g (no momentum yet), a bias by lr * g
+    net(torch.randn(6, 4)).sum().backward()
+    w, g = net[0].weight.detach().clone(), net[0].weight.grad + 1e-6 * net[0].weight.detach()
+    b, gb = net[0].bias.detach().clone(), net[0].bias.grad.clone()
+    for group in opt.param_groups:
+        group["lr"] = 0.5
+    opt.step()
+    expected = w - 0.5 * 0.001 * w.norm() / g.norm() * g
+    assert torch.allclose(net[0].weight, expected, atol=1e-7)
+    assert torch.allclose(net[0].bias, b - 0.5 * gb)
+    warm = ScheduleOptions(warmup_epochs=1)
+    assert learning_rate(0, 10, 2, 1.0, warm) == 0.5 and learning_rate(1, 10, 2, 1.0, warm) == 1
+    assert learning_rate(2, 10, 2, 1.0, warm) == 1.0 and learning_rate(10, 10, 2, 1.0, warm) == 0
