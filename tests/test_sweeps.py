@@ -155,3 +155,17 @@ def test_sweep_figures_size_metric_and_threads(write_experiment):
     runs = pd.read_csv(os.path.join(os.environ["BENCH_PLOTS"], "small", "runs.csv"))
     # every series names its size, metric and thread count: no curve joins two of them
     assert runs["series"].nunique() == 12
+
+
+def test_galleries_pick_the_run_of_their_own_size() -> None:
+    import pandas as pd
+
+    from bench.process.galleries import choose_run
+
+    df = pd.DataFrame({"extractor": [None, None], "feature_set": ["vectors@n100", "vectors@n900"],
+                       "neighbors_file": ["a.npy", "b.npy"], "k": [10, 10],
+                       "score": [0.5, 0.9], "qps": [1.0, 1.0], "id": ["a", "b"],
+                       "label": ["x", "x"], "config": ["x", "x"], "series": ["x", "x"]})
+    assert choose_run(df, "vectors@n100", None)["id"] == "a"
+    assert choose_run(df, "vectors@n900", None)["id"] == "b"
+    assert choose_run(df.drop(columns="feature_set"), "vectors", None)["id"] == "b"

@@ -97,7 +97,10 @@ def relevance_rule(results: dict[str, Any], queries: list[dict]) -> str | None:
 
 def choose_run(df: pd.DataFrame, key: str, wanted: str | None) -> pd.Series | None:
     """The run drawn for a feature set: the one named, else largest k then best score."""
-    same = df["extractor"].fillna("vectors") == key
+    own = df["extractor"].fillna("vectors")
+    if "feature_set" in df:  # a sweep's runs name their set (its database prefix, metric)
+        own = df["feature_set"].fillna(own)
+    same = own == key
     runs = df[same & df["neighbors_file"].notna()] if "neighbors_file" in df else df.iloc[0:0]
     if runs.empty:
         return None
