@@ -44,7 +44,7 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.1) -> t
     own = torch.cat([local, local + n_global])  # each anchor's own column: masked out
     positive = torch.cat([local + n_global, local])  # the other view of the same image
     rows = torch.arange(2 * n_local, device=z_a.device)
-    logits = logits.masked_fill(
-        torch.zeros_like(logits, dtype=torch.bool).index_put_((rows, own),
-                                                              torch.tensor(True)), _MASK)
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    mask[rows, own] = True
+    logits = logits.masked_fill(mask, _MASK)
     return F.cross_entropy(logits, positive)
