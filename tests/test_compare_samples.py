@@ -122,3 +122,15 @@ def test_cpu_counter_judges_the_cpu_time_samples():
     assert not _speed(base, cur).ok
     check = _speed(base, cur, Tolerances(counter="cpu"))
     assert check.ok and check.change == pytest.approx(0.0) and "CPU time" in check.note
+
+
+def test_cpu_counter_normalises_the_build_by_cpu_seconds():
+    base, cur = _file(500, 10000, 0.01, 1), _file(500, 10000, 0.01, 2)
+    for data, wall in ((base, 2.0), (cur, 7.0)):  # wall: the build waited for the cores
+        for r in data["runs"]:
+            r["samples_cpu_qps"] = list(r["samples_qps"])
+            r["build_time_s"], r["build_cpu_s"] = wall, 1.5
+    time_build = compare_results(base, cur, Tolerances()).rows[1].check("build")
+    assert not time_build.ok and time_build.change == pytest.approx(2.5)
+    cpu_build = compare_results(base, cur, Tolerances(counter="cpu")).rows[1].check("build")
+    assert cpu_build.ok and cpu_build.change == pytest.approx(0.0, abs=0.05)

@@ -140,5 +140,5 @@ def test_records_carry_samples_statistics_and_the_probe(write_experiment):
         assert r["stable"] is False and r["qps_ci"] is None  # 3 samples: no interval
         assert r["cpu_time_s"] > 0 and r["wall_time_s"] > 0
         assert len(r["samples_cpu_qps"]) == 3 and min(r["samples_cpu_qps"]) > 0
-        assert r["probe"]["gflops"] > 0
+        assert r["probe"]["gflops"] > 0 and r["build_cpu_s"] > 0
         assert r["min_sample_s"] == 0.001

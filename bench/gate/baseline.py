@@ -24,7 +24,7 @@ BASELINE_FORMAT = "featbench-baseline"
 _KEY_FIELDS = ("extractor", "algorithm", "label", "build_params", "query_params", "k", "mode",
                "threads", "n_queries", "metric", "status")
 _SCORES = ("recall", "id_recall", "recall_p5", "hit_rate")  # fractions: 5 decimals
-_TIMES = ("qps", "build_time_s", "search_time_s", "latency_p50_ms", "latency_p99_ms")
+_TIMES = ("qps", "build_time_s", "build_cpu_s", "search_time_s", "latency_p50_ms", "latency_p99_ms")
 _BYTES = ("index_bytes", "index_uss_bytes")
 _ENVIRONMENT = ("python", "platform", "cpu", "cpu_count", "memory_total_bytes", "threads",
                 "packages", "git_commit")

@@ -27,6 +27,15 @@ from typing import Any
 from bench.config.compare import Tolerances
 from bench.core.errors import BenchError
 from bench.core.options import validate_section
+from bench.gate.checks import (
+    _EPS,
+    Check,
+    _instructions_check,
+    _speed_check,
+    build_seconds,
+    headline_qps,
+    search_seconds,
+)
 from bench.results.record import index_size, record_key, run_name, score
 
 #: algorithm/build combinations recognised as exact search when no reference is named
@@ -35,7 +44,6 @@ _DEFAULT_REFERENCES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("bruteforce", {}),
 )
 NO_REFERENCE = "none"  # compare raw QPS and build seconds (a dedicated, quiet machine)
-_EPS = 1e-9
 
 
 def resolve_tolerances(
@@ -95,43 +103,6 @@ def _group(run: dict[str, Any]) -> tuple[Any, ...]:
 
 
 @dataclass
-class Check:
-    """One tolerance applied to one run; ``change`` is absolute for recall,
-    relative (0.1 = +10 %) for speed, build and memory."""
-
-    metric: str
-    ok: bool
-    baseline: float | None = None
-    current: float | None = None
-    change: float | None = None
-    limit: float | None = None
-    note: str = ""
-    ci: tuple[float, float] | None = None  # 95 % CI of ``change`` (speed)
-
-    def describe(self) -> str:
-        if self.note and self.change is None:
-            return f"{self.metric}: {self.note}"
-        what, fmt, scale = _DESCRIBE[self.metric]
-        change = f"{self.change:+.4f}" if self.metric == "recall" else f"{self.change:+.1%}"
-        if change.strip("-+0.%") == "":
-            change = change.replace("-", "+")
-        limit = f"{self.limit:.4f}" if self.metric == "recall" else f"{self.limit:.0%}"
-        b, c = (format(v / scale, fmt) for v in (self.baseline, self.current))
-        note = f" {self.note}" if self.note else ""
-        ci = f", 95 % CI {self.ci[0]:+.1%} to {self.ci[1]:+.1%}" if self.ci else ""
-        return f"{what}: {b} -> {c} ({change}{ci}, limit {limit}){note}"
-
-
-_DESCRIBE = {  # metric -> (wording, number format, divisor)
-    "recall": ("recall", ".4f", 1.0),
-    "speed": ("speed ratio (QPS / reference QPS)", ".4g", 1.0),
-    "build": ("build ratio (build s / reference search s)", ".4g", 1.0),
-    "memory": ("index MB", ".2f", 1e6),
-    "instructions": ("instructions per query", ",.0f", 1.0),
-}
-
-
-@dataclass
 class RunComparison:
     name: str
     verdict: str  # pass | fail | missing | new | skipped
@@ -182,20 +153,12 @@ def _speed_and_build(
     run: dict[str, Any], ref: dict[str, Any] | None, raw: bool, counter: str = "time"
 ) -> tuple[float | None, float | None]:
     if raw:
-        return headline_qps(run, counter), run.get("build_time_s")
+        return headline_qps(run, counter), build_seconds(run, counter)
     if not _ok(ref):
         return None, None
     assert ref is not None
     return (_ratio(headline_qps(run, counter), headline_qps(ref, counter)),
-            _ratio(run.get("build_time_s"), ref.get("search_time_s")))
-
-
-def headline_qps(run: dict[str, Any], counter: str = "time") -> float | None:
-    """``qps``, or with the cpu counter the median sample of the CPU-time QPS."""
-    if counter == "cpu" and run.get("samples_cpu_qps"):
-        values = sorted(float(v) for v in run["samples_cpu_qps"])
-        return values[(len(values) - 1) // 2]
-    return run.get("qps")
+            _ratio(build_seconds(run, counter), search_seconds(ref, counter)))
 
 
 def _memory(base: dict[str, Any], cur: dict[str, Any]) -> tuple[str, float | None, float | None]:
@@ -241,8 +204,9 @@ def check_run(
     if b_build is not None and c_build is not None and b_build > 0:
         change = c_build / b_build - 1
         # the baseline's build, in seconds of this machine
-        expected_s = b_build if raw else b_build * cur_ref["search_time_s"]  # type: ignore[index]
-        excess_s = cur["build_time_s"] - expected_s
+        ref_s = None if raw else search_seconds(cur_ref, tol.counter)  # type: ignore[arg-type]
+        expected_s = b_build if raw else b_build * (ref_s or 0.0)
+        excess_s = (build_seconds(cur, tol.counter) or 0.0) - expected_s
         within = change <= tol.build_ratio_rise + _EPS
         note = "(raw seconds)" if raw else ""
         if not within and excess_s <= tol.min_build_s:
@@ -260,47 +224,6 @@ def check_run(
         checks.append(Check("memory", within or c_mem - b_mem <= floor, b_mem, c_mem, change,
                             tol.memory_rise, note.strip()))
     return checks
-
-
-def samples(run: dict[str, Any], counter: str = "time") -> list[float]:
-    """A run's QPS samples (wall time, or CPU time with the cpu counter); the headline
-    alone for records from before sampling."""
-    values = run.get("samples_cpu_qps" if counter == "cpu" else "samples_qps")
-    if not values:
-        values = run.get("samples_qps")
-    return [float(v) for v in values] if values else [float(run["qps"])]
-
-
-def _instructions_check(base: dict[str, Any], cur: dict[str, Any], tol: Tolerances) -> Check:
-    """Instructions per query (Valgrind): deterministic, so a plain relative rise against
-    a tight tolerance, with no reference run and no interval."""
-    b, c = base.get("instructions_per_query"), cur.get("instructions_per_query")
-    if not b or c is None:
-        which = "baseline" if not b else "current"
-        return Check("instructions", False, note=f"no instruction count in the {which} run "
-                                                 "(run the experiment with counter: instructions)")
-    change = c / b - 1
-    return Check("instructions", change <= tol.instructions_rise + _EPS, b, c, change,
-                 tol.instructions_rise)
-
-
-def _speed_check(base: dict[str, Any], cur: dict[str, Any], base_ref: dict[str, Any] | None,
-                 cur_ref: dict[str, Any] | None, tol: Tolerances, raw: bool, b_speed: float,
-                 c_speed: float) -> Check:
-    """The speed ratio with the 95 % CI of its change, from the samples of the run and of
-    its reference in both files (bench.core.stats.ratio_ci). The run fails only when the
-    whole interval lies beyond the tolerance: a change the samples cannot tell from
-    noise passes, a change they resolve fails however small the tolerance."""
-    from bench.core.stats import ratio_ci
-
-    c = tol.counter
-    refs = (None, None) if raw else (samples(base_ref, c), samples(cur_ref, c))  # type: ignore[arg-type]
-    _, low, high = ratio_ci(samples(base, c), samples(cur, c), *refs)
-    change = c_speed / b_speed - 1
-    ok = high - 1 >= -tol.speed_ratio_drop - _EPS
-    note = ("(raw QPS)" if raw else "") + (" (CPU time)" if c == "cpu" else "")
-    return Check("speed", ok, b_speed, c_speed, change, tol.speed_ratio_drop, note,
-                 ci=(low - 1, high - 1))
 
 
 def compare_results(

@@ -146,7 +146,8 @@ class Dispatcher:
         elif kind == "built":
             job.build_info = {"build_time_s": payload.build_time_s,
                               "index_uss_bytes": payload.index_uss_bytes,
-                              "index_bytes": payload.index_bytes, "probe": payload.probe}
+                              "index_bytes": payload.index_bytes, "probe": payload.probe,
+                              "build_cpu_s": payload.build_cpu_s}
         elif kind == "point":
             record = point_record(self.loaded, job, payload, results)
             job.this_build.append(record)

@@ -110,9 +110,11 @@ def run_replicas(task: BuildTask, execute: Callable[[BuildTask], Messages],
 def _pooled_build(builds: list[BuildReport]) -> BuildReport:
     probe = {"gflops": statistics.median(b.probe.get("gflops", 0.0) for b in builds),
              "replica_gflops": [b.probe.get("gflops") for b in builds]}
+    cpu = [b.build_cpu_s for b in builds if b.build_cpu_s is not None]
     return BuildReport(statistics.median(b.build_time_s for b in builds),
                        int(statistics.median(b.index_uss_bytes for b in builds)),
-                       builds[0].index_bytes, probe)
+                       builds[0].index_bytes, probe,
+                       statistics.median(cpu) if len(cpu) == len(builds) else None)
 
 
 def _pooled_point(results: list[PointResult], target_ci: float) -> PointResult:

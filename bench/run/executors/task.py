@@ -72,6 +72,7 @@ class BuildReport:
     index_uss_bytes: int
     index_bytes: int | None
     probe: dict[str, float] = field(default_factory=dict)  # the worker's calibration probe
+    build_cpu_s: float | None = None  # process CPU time of the build (all its threads)
 
 
 @dataclass

@@ -56,10 +56,11 @@ def run_task(task: BuildTask, send: Send) -> None:
             backend = cls(task.metric, task.dim, **build_params)
             build_threads = task.build_threads or task.threads
             backend.set_threads(build_threads)
-            t0 = time.perf_counter_ns()
+            c0, t0 = time.process_time_ns(), time.perf_counter_ns()
             with threadpool_limits(limits=build_threads):
                 backend.build(database)
             build_time = (time.perf_counter_ns() - t0) * 1e-9
+            build_cpu = (time.process_time_ns() - c0) * 1e-9
             backend.set_threads(task.threads)  # queries run with the query threads
         except Exception as exc:  # a failing configuration is a result, not a crash
             send(("failure", Failure("failed", "build", _one_line(exc), None)))
@@ -72,7 +73,7 @@ def run_task(task: BuildTask, send: Send) -> None:
             own = backend.index_bytes()
         except Exception:
             own = None
-        send(("built", BuildReport(build_time, index_uss, own, probe)))
+        send(("built", BuildReport(build_time, index_uss, own, probe, build_cpu)))
         _measure_points(backend, task, queries, send, build_params)
         peak_anon = max(peak_anon, anonymous_bytes())
         backend.close()
