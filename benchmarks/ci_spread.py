@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.gate.compare import (  # noqa: E402
     Tolerances,
     compare_results,
-    match_key,
     reference_runs,
     run_name,
 )
+from bench.results.record import record_key as match_key  # noqa: E402
 
 
 def _rel_spread(values: list[float]) -> float:
