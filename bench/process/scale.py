@@ -159,7 +159,7 @@ def metric_facets(ok: pd.DataFrame, k: int, path: Path, colors: dict, *, title: 
 
 def thread_scaling(ok: pd.DataFrame, k: int, path: Path, *, title: str,
                    svg: bool) -> list[Path]:
-    """QPS against query threads per configuration, with the ideal linear speed-up."""
+    """QPS against query threads, one line per configuration (log-log axes)."""
     df = ok.copy()
     df["line"] = _line(df, "threads")
     fig, ax = plt.subplots(figsize=(8, 5))
