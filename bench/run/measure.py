@@ -1,10 +1,11 @@
 """Timing, memory and environment measurement.
 
 Every query point is timed as *samples*: one untimed warm-up pass (whose results
-are the ones scored), then samples that each repeat the queries for at least
-``min_sample_s`` (a batch call repeated, or the single-query loop run over the
-queries again), drawn until the 95 % interval of the median is within
-``target_ci`` or the point has spent ``max_point_s`` (at least ``runs`` samples).
+are the ones scored and whose duration calibrates the loop count), then samples
+that each repeat the queries for at least ``min_sample_s`` (a batch call repeated,
+or the single-query loop run over the queries again), drawn until the 95 % interval
+of the median is within ``target_ci`` or the point has spent ``max_point_s`` (at
+least ``runs`` samples).
 The points of one build are sampled round-robin (p1 p2 p3 p1 p2 p3 ...), so a
 noisy second of the machine lands on one sample of several points, not on every
 sample of one point. The headline ``qps`` is the median sample (the lower median
@@ -89,10 +90,12 @@ class PointSampler:
                                  target_ci=p.target_ci, max_point_s=p.max_point_s)
 
     def warm_up(self) -> None:
-        """One untimed pass (its results are scored), then the loop count that makes a
-        sample last ``min_sample_s``, from a timed pass."""
+        """One untimed pass (its results are scored), whose duration also sets the loop
+        count that makes a sample last ``min_sample_s``: a warm-up slower than the steady
+        state gives too few loops, which ``take_sample`` tops up (no extra pass spent)."""
         self.prepare()
         n = len(self.queries)
+        t0 = time.perf_counter_ns()
         if self.mode == "batch":
             dist, ids = self.finish(self.search(self.queries, self.k))
         else:
@@ -101,10 +104,8 @@ class PointSampler:
             for i in range(n):
                 d, j = self.finish(self.search(self.queries[i : i + 1], self.k))
                 dist[i], ids[i] = d[0], j[0]
-        self.distances, self.ids = np.asarray(dist), np.asarray(ids, dtype=np.int64)
-        t0 = time.perf_counter_ns()
-        self._passes(1)
         one = (time.perf_counter_ns() - t0) * 1e-9
+        self.distances, self.ids = np.asarray(dist), np.asarray(ids, dtype=np.int64)
         self.loops = max(1, math.ceil(self.plan.min_sample_s / one)) if one > 0 else 1
 
     def _passes(self, loops: int) -> np.ndarray | None:
