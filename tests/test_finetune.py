@@ -193,6 +193,9 @@ def test_epoch_sweep_scores_every_checkpoint(tmp_path, write_experiment):
     assert len({d["fingerprint"] for d in sets.values()}) == 3
     written = process_results("sweep")
     assert any(p.name == "recall_vs_epoch_k1.png" for p in written)
+    # identity runs carry the pooled copy-detection view too: µAP against epoch
+    assert all(r["uap"] is not None for r in runs)
+    assert any(p.name == "uap_vs_epoch_k1.png" for p in written)
     assert "Fine-tuning epochs" in written[-1].read_text()
     # a clustering experiment over the same checkpoints: metrics against epoch
     clustering = {**spec, "name": "sweep-clusters", "kind": "clustering", "algorithms": [],

@@ -47,3 +47,34 @@ def score_vs_epoch(ctx: FigureContext) -> list[Output]:
         legend_outside(ax, "configuration")
         out += save(fig, ctx.out_dir / f"recall_vs_epoch_k{k}.png", svg=ctx.svg)
     return out
+
+
+@figure("Fine-tuning epochs",
+        "Pooled µAP (the copy-detection protocol: every prediction of every query pooled, "
+        "queries without an original included) of each configuration against fine-tuning "
+        "epoch; dashed: with score normalisation.", order=16)
+def uap_vs_epoch(ctx: FigureContext) -> list[Output]:
+    df = epoch_lines(ctx.ok)
+    if df.empty or "uap" not in df or df["uap"].notna().sum() == 0 or df["epoch"].nunique() < 2:
+        return []
+    out: list[Output] = []
+    for k, group in df.dropna(subset=["uap"]).groupby("k", sort=True):
+        k = int(k)
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for line, runs in group.groupby("line", sort=True):
+            runs = runs.sort_values("epoch")
+            (drawn,) = ax.plot(runs["epoch"], runs["uap"], marker="o", ms=4, label=line)
+            if "uap_norm" in runs and runs["uap_norm"].notna().any():
+                ax.plot(runs["epoch"], runs["uap_norm"], ls="--", marker="o", ms=3,
+                        color=drawn.get_color(), label=f"{line} (normalised)")
+        epochs = sorted(group["epoch"].unique())
+        if len(epochs) <= 20:
+            ax.set_xticks(epochs)
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel(f"µAP, {k} prediction{'s' if k > 1 else ''} per query")
+        ax.set_ylim(0, 1.01)
+        ax.grid(True, alpha=0.25)
+        ax.set_title(f"{ctx.title}: pooled µAP against fine-tuning epoch")
+        legend_outside(ax, "configuration")
+        out += save(fig, ctx.out_dir / f"uap_vs_epoch_k{k}.png", svg=ctx.svg)
+    return out
