@@ -11,7 +11,6 @@ import itertools
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +28,7 @@ from bench.config.compare import Tolerances
 from bench.config.sections import PostProcess, QuerySample, RelevanceOptions
 from bench.config.sweeps import SweepOptions
 from bench.config.timing import TimingOptions
-from bench.config.yaml_loader import load_yaml, read_text
+from bench.config.yaml_loader import builtin_files, load_yaml, read_text, resolve_file
 from bench.core.errors import BenchError
 from bench.core.fingerprint import fingerprint_obj
 from bench.core.options import StrictInt, StrictOptions, format_validation_error
@@ -250,27 +249,11 @@ def expand_grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def builtin_experiments() -> dict[str, Path]:
-    folder = resources.files("bench.config") / "experiments"
-    return {
-        Path(p.name).stem: Path(str(p))
-        for p in folder.iterdir()
-        if p.name.endswith((".yaml", ".yml"))
-    }
+    return builtin_files("experiments")
 
 
 def resolve_experiment_path(spec: str) -> Path:
-    path = Path(spec)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.exists():
-            raise BenchError(f"{spec}: experiment file not found")
-        return path
-    builtins = builtin_experiments()
-    if spec in builtins:
-        return builtins[spec]
-    raise BenchError(
-        f"unknown experiment {spec!r}: not a file, and not a built-in "
-        f"({', '.join(sorted(builtins))})"
-    )
+    return resolve_file(spec, builtin_experiments(), "experiment")
 
 
 def _expand_env(text: str) -> str:

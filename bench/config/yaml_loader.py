@@ -87,3 +87,26 @@ def load_yaml(text: str, source: Path) -> Any:
     except yaml.YAMLError as exc:
         raise BenchError(f"{source}: not valid YAML: "
                          + re.sub(r"\s+", " ", str(exc)).strip()) from None
+
+
+def builtin_files(folder: str) -> dict[str, Path]:
+    """The built-in YAML files shipped in ``bench/config/<folder>/``, by stem."""
+    from importlib import resources
+
+    root = resources.files("bench.config") / folder
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir()
+            if p.name.endswith((".yaml", ".yml"))}
+
+
+def resolve_file(spec: str | Path, builtins: dict[str, Path], what: str) -> Path:
+    """A YAML path, or the name of a built-in: one rule for experiments and fine-tuning
+    configs, with one wording when it is neither."""
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():  # a folder is named by the reader, in one line
+            raise BenchError(f"{spec}: {what} file not found")
+        return path
+    if str(spec) in builtins:
+        return builtins[str(spec)]
+    raise BenchError(f"unknown {what} {str(spec)!r}: not a file, and not a built-in "
+                     f"({', '.join(sorted(builtins))})")

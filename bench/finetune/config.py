@@ -3,14 +3,13 @@ keys, wrong types, unknown encoder or dataset names fail at load with the file a
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from bench.config.experiment import MAX_NAME, NamedSection
-from bench.config.yaml_loader import load_yaml, read_text
+from bench.config.yaml_loader import builtin_files, load_yaml, read_text, resolve_file
 from bench.core.errors import BenchError
 from bench.core.options import StrictInt, StrictOptions, format_validation_error
 
@@ -92,22 +91,11 @@ class FinetuneConfig(StrictOptions):
 
 
 def builtin_configs() -> dict[str, Path]:
-    folder = resources.files("bench.config") / "finetune"
-    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir()
-            if p.name.endswith((".yaml", ".yml"))}
+    return builtin_files("finetune")
 
 
 def resolve_config(spec: str | Path) -> Path:
-    path = Path(spec)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise BenchError(f"{spec}: fine-tuning config not found")
-        return path
-    builtins = builtin_configs()
-    if str(spec) in builtins:
-        return builtins[str(spec)]
-    raise BenchError(f"unknown fine-tuning config {str(spec)!r}: not a file, and not a "
-                     f"built-in ({', '.join(sorted(builtins))})")
+    return resolve_file(spec, builtin_configs(), "fine-tuning config")
 
 
 def load_config(spec: str | Path) -> tuple[FinetuneConfig, Path]:
