@@ -253,7 +253,10 @@ def grid_speedup(n: int, reps: int) -> None:
 
     from bench.run.runner import RunOptions, run_experiment
 
+    # single-threaded builds (build_threads defaults to all cores since #19): two builds
+    # on two 1-CPU nodes of one 2-core machine would otherwise fight over both cores
     spec = {"name": "grid12", "seed": 3, "metric": "euclidean", "k": 10, "threads": 1,
+            "build_threads": 1,
             "dataset": {"name": "synthetic", "kind": "clustered", "n": n, "n_queries": 200,
                         "dim": 32, "n_clusters": 32},
             "algorithms": [{"algorithm": "hnswlib",
