@@ -4,6 +4,8 @@ or hurt copy detection, in one line per search configuration."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from bench.config.checkpoints import sweep_series
@@ -22,6 +24,19 @@ def epoch_lines(ok: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _epoch_axes(ax: Any, group: pd.DataFrame, ylabel: str, title: str) -> None:
+    """The axes every against-epoch figure shares: the epochs as ticks, a 0-1 score."""
+    epochs = sorted(group["epoch"].unique())
+    if len(epochs) <= 20:
+        ax.set_xticks(epochs)
+    ax.set_xlabel("fine-tuning epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, alpha=0.25)
+    ax.set_title(title)
+    legend_outside(ax, "configuration")
+
+
 @figure("Fine-tuning epochs",
         "Score of each search configuration on the features of every fine-tuning checkpoint "
         "(epoch 0: the weights before fine-tuning).", order=15)
@@ -36,15 +51,8 @@ def score_vs_epoch(ctx: FigureContext) -> list[Output]:
         for line, runs in group.groupby("line", sort=True):
             runs = runs.sort_values("epoch")
             ax.plot(runs["epoch"], runs["score"], marker="o", ms=4, label=line)
-        epochs = sorted(group["epoch"].unique())
-        if len(epochs) <= 20:
-            ax.set_xticks(epochs)
-        ax.set_xlabel("fine-tuning epoch")
-        ax.set_ylabel(f"{ctx.label}@{k}")
-        ax.set_ylim(0, 1.01)
-        ax.grid(True, alpha=0.25)
-        ax.set_title(f"{ctx.title}: {ctx.label}@{k} against fine-tuning epoch")
-        legend_outside(ax, "configuration")
+        _epoch_axes(ax, group, f"{ctx.label}@{k}",
+                    f"{ctx.title}: {ctx.label}@{k} against fine-tuning epoch")
         out += save(fig, ctx.out_dir / f"recall_vs_epoch_k{k}.png", svg=ctx.svg)
     return out
 
@@ -67,14 +75,7 @@ def uap_vs_epoch(ctx: FigureContext) -> list[Output]:
             if "uap_norm" in runs and runs["uap_norm"].notna().any():
                 ax.plot(runs["epoch"], runs["uap_norm"], ls="--", marker="o", ms=3,
                         color=drawn.get_color(), label=f"{line} (normalised)")
-        epochs = sorted(group["epoch"].unique())
-        if len(epochs) <= 20:
-            ax.set_xticks(epochs)
-        ax.set_xlabel("fine-tuning epoch")
-        ax.set_ylabel(f"µAP, {k} prediction{'s' if k > 1 else ''} per query")
-        ax.set_ylim(0, 1.01)
-        ax.grid(True, alpha=0.25)
-        ax.set_title(f"{ctx.title}: pooled µAP against fine-tuning epoch")
-        legend_outside(ax, "configuration")
+        _epoch_axes(ax, group, f"µAP, {k} prediction{'s' if k > 1 else ''} per query",
+                    f"{ctx.title}: pooled µAP against fine-tuning epoch")
         out += save(fig, ctx.out_dir / f"uap_vs_epoch_k{k}.png", svg=ctx.svg)
     return out
