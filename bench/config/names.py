@@ -90,25 +90,28 @@ def _check_param_types(fn: Any, params: dict[str, Any], where: str) -> None:
     worker (``ef: 1.5`` used to run as 1). Unannotated parameters are skipped."""
     from pydantic import TypeAdapter
 
-    build = params
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - a plugin's annotations may not resolve; skip them
         return
-    for key, value in build.items():
+    for key, value in params.items():
         hint = hints.get(key)
         if hint is None or hint is Any:
             continue
         adapter = TypeAdapter(hint)
+        if isinstance(value, list) and _valid(adapter, value):
+            continue  # the parameter itself is a list, not a grid axis
         for candidate in value if isinstance(value, list) else [value]:
             try:
                 adapter.validate_python(candidate, strict=True)
             except ValidationError as exc:
-                if isinstance(value, list):
-                    try:  # the parameter itself may be a list
-                        adapter.validate_python(value, strict=True)
-                        break
-                    except ValidationError:
-                        pass
                 msg = exc.errors()[0]["msg"]
                 raise BenchError(f"{where}.{key}: {candidate!r}: {msg}") from None
+
+
+def _valid(adapter: Any, value: Any) -> bool:
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True

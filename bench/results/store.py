@@ -117,7 +117,7 @@ def hold_lock(folder: Path) -> None:
     import fcntl
     import os
 
-    folder = folder.resolve() if folder.exists() else folder.absolute()
+    folder = folder.resolve()  # one key whether or not the folder exists yet
     if folder in _LOCKS:
         return
     try:
