@@ -9,8 +9,10 @@
     detection rate of a slowdown injected into one configuration (``noise_plugin:Slowable``
     busy-waits F x its search's CPU time; ``--slow-mode sleep`` sleeps instead, which the
     CPU-time counter cannot see) at each ``--detect`` fraction: every
-    slowed run is compared with every unchanged run, with the default tolerances; then
-    the same runs judged on CPU-time samples (``--counter cpu``).
+    slowed run is compared with every unchanged run, at each ``--tolerances``
+    speed_ratio_drop; then the same runs judged on CPU-time samples (``--counter cpu``).
+    Before that, per point, how far its speed ratio (QPS / reference QPS) moved between
+    pairs of unchanged runs: what any wall-time tolerance has to stay above.
 (c) With ``--instructions``: the same for ``counter: instructions`` (a smaller dataset;
     the slowdown repeats F of the queries, since sleeping executes no instructions), with
     ``instructions_rise`` = ``--instr-tolerance``.
@@ -95,6 +97,25 @@ def spread_table(old: list[dict], new: list[dict], first: str = "old CV") -> Non
                   f"max {max(cvs[label]):.1%} over {len(cvs[label])} points")
 
 
+def ratio_moves(unchanged: list[dict], pairs: int) -> None:
+    """Per point, |change| of its speed ratio over pairs of unchanged runs (median, max)."""
+    def ratios(data: dict) -> dict:
+        runs = [r for r in data["runs"] if r["status"] == "ok"]
+        ref = next(r["qps"] for r in runs if r.get("label") == "faiss-flat")
+        return {match_key(r): (run_name(r), r["qps"] / ref) for r in runs}
+
+    table = [ratios(u) for u in unchanged]
+    combos = list(itertools.combinations(range(len(table)), 2))[:pairs]
+    print("\nspeed ratio (QPS / faiss-flat QPS) moves between unchanged runs "
+          f"({len(combos)} pairs)")
+    for key, (name, _) in table[0].items():
+        moves = sorted(abs(table[j][key][1] / table[i][key][1] - 1) for i, j in combos
+                       if key in table[i] and key in table[j])
+        if moves:
+            print(f"  {name[:58]:58s} median {statistics.median(moves):6.1%} "
+                  f"max {moves[-1]:6.1%}")
+
+
 def gate_figures(unchanged: list[dict], slowed: dict[float, list[dict]], tol: Tolerances,
                  pairs: int, what: str) -> None:
     combos = list(itertools.combinations(range(len(unchanged)), 2))[:pairs]
@@ -132,6 +153,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--detect", default="0.05,0.1,0.2")
     ap.add_argument("--detect-runs", type=int, default=3)
+    ap.add_argument("--tolerances", default="0.05,0.075,0.1",
+                    help="speed_ratio_drop values the same runs are judged with")
     ap.add_argument("--slow-mode", choices=["spin", "work", "sleep"], default="spin",
                     help="spin: busy-wait F x the search's CPU time (slows wall and CPU "
                          "time alike); work: search F of the queries again; sleep: sleep "
@@ -163,10 +186,13 @@ def main() -> None:
         slow_file.write_text(f"{args.slow_mode} {fraction}")
         slowed[fraction] = [run(spec, tmp, "noise-new") for _ in range(args.detect_runs)]
     spread_table(old, new) if old else spread_table(new, new, "max CV")
-    print("\n(b) wall-time gate, default tolerances")
-    gate_figures(new, slowed, Tolerances(), args.pairs, "time")
-    print("\n(b') the same runs judged on CPU-time samples (bench compare --counter cpu)")
-    gate_figures(new, slowed, Tolerances(counter="cpu"), args.pairs, "cpu")
+    ratio_moves(new, args.pairs)
+    for counter in ("time", "cpu"):
+        what = "wall-time" if counter == "time" else "CPU-time (bench compare --counter cpu)"
+        for drop in (float(t) for t in args.tolerances.split(",") if t):
+            print(f"\n(b) {what} gate, speed_ratio_drop {drop:.1%}")
+            gate_figures(new, slowed, Tolerances(counter=counter, speed_ratio_drop=drop),
+                         args.pairs, f"{counter} {drop:.1%}")
     if args.instructions:
         ispec = {**spec, "counter": "instructions", "runs": 1, "max_point_s": 0.0,
                  "replicas": 1, "timeout": 3600}
@@ -191,7 +217,8 @@ def main() -> None:
         gate_figures(unchanged, islowed, Tolerances(counter="instructions",
                                                     instructions_rise=args.instr_tolerance),
                      args.pairs, "instructions")
-    (tmp / "noise.json").write_text(json.dumps({"old": old, "new": new}, default=str))
+    (tmp / "noise.json").write_text(json.dumps({"old": old, "new": new, "slowed": slowed},
+                                                default=str))
     print(f"\nraw results: {tmp}")
 
 

@@ -3,7 +3,8 @@ local multi-node cluster, executor wall time vs local, sharded vs unsharded sear
 
 Default (``python benchmarks/ray_overhead.py``):
 
-A. A 12-build grid of single-threaded hnswlib builds (--grid-n vectors) run with
+A. 12-build grids of single-threaded builds (--grid-n vectors; hnswlib graphs, then
+   Faiss IVF k-means builds: --grid-backend) run with
    ``--executor ray`` on a local ``ray.cluster_utils`` cluster of 1 node and of 2 nodes
    (1 CPU and one ``bench_slot`` each), alternating 1 / 2 nodes --reps times, each on a
    fresh cluster; wall time of ``run_experiment`` with a warm cache (data and ground
@@ -248,7 +249,21 @@ def _spread(values: list[float]) -> str:
             f"max {max(values):.1f}, n={len(values)})")
 
 
-def grid_speedup(n: int, reps: int) -> None:
+#: the 12-build grids: hnswlib graph builds (memory-latency bound: two at once on one
+#: machine contend for its shared cache and memory) and Faiss IVF builds (k-means, compute
+#: bound), each single-threaded
+GRIDS = {
+    "hnswlib": {"algorithm": "hnswlib",
+                "build": {"M": [8, 12, 16, 24], "ef_construction": [40, 80, 160]},
+                "query": {"ef": [40]}},
+    "faiss-ivf": {"algorithm": "faiss",
+                  "build": {"factory": [f"IVF{c},{e}" for c in (128, 256, 512, 1024)
+                                        for e in ("Flat", "SQ8", "SQ4")]},
+                  "query": {"nprobe": [8]}},
+}
+
+
+def grid_speedup(n: int, reps: int, backend: str = "hnswlib") -> None:
     import yaml
 
     from bench.run.runner import RunOptions, run_experiment
@@ -259,9 +274,7 @@ def grid_speedup(n: int, reps: int) -> None:
             "build_threads": 1,
             "dataset": {"name": "synthetic", "kind": "clustered", "n": n, "n_queries": 200,
                         "dim": 32, "n_clusters": 32},
-            "algorithms": [{"algorithm": "hnswlib",
-                            "build": {"M": [8, 12, 16, 24], "ef_construction": [40, 80, 160]},
-                            "query": {"ef": [40]}}]}
+            "algorithms": [GRIDS[backend]]}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["BENCH_CACHE"] = str(root / "cache")
@@ -271,6 +284,7 @@ def grid_speedup(n: int, reps: int) -> None:
         run_experiment(root / "warm.yaml", RunOptions(executor="inline", progress=False))
         (root / "grid.yaml").write_text(yaml.safe_dump(spec))
         times: dict[int, list[float]] = {1: [], 2: []}
+        builds: dict[int, list[float]] = {1: [], 2: []}  # sum of the grid's build seconds
         ceilings = []
         for rep in range(reps):
             ceilings.append(cpu_ceiling())
@@ -283,12 +297,13 @@ def grid_speedup(n: int, reps: int) -> None:
                                              RunOptions(executor="ray", progress=False))
                     times[nodes].append(time.perf_counter() - t0)
                 bad = [r for r in results.runs if r["status"] != "ok"]
+                builds[nodes].append(sum(r.get("build_time_s") or 0 for r in results.runs))
                 used = {(r.get("node") or {}).get("ray_node_id") for r in results.runs}
                 print(f"  rep {rep + 1}: {nodes} node(s) {times[nodes][-1]:.1f} s, "
                       f"{len(results.runs)} runs on {len(used)} node(s), {len(bad)} failed",
                       flush=True)
         ratios = [b / a for a, b in zip(times[1], times[2], strict=True)]
-        print(f"grid: 12 single-threaded hnswlib builds of {n:,} x 32, --executor ray")
+        print(f"grid: 12 single-threaded {backend} builds of {n:,} x 32, --executor ray")
         print(f"  1 node : {_spread(times[1])}")
         print(f"  2 nodes: {_spread(times[2])}")
         print(f"  2 nodes / 1 node: median x{statistics.median(ratios):.2f} "
@@ -296,6 +311,11 @@ def grid_speedup(n: int, reps: int) -> None:
         print(f"  machine ceiling (2 CPU-bound processes at once / 2 x one): median "
               f"x{statistics.median(ceilings):.2f} "
               f"(per rep {', '.join(f'{c:.2f}' for c in ceilings)}; 0.50 on idle cores)")
+        inflation = [b / a for a, b in zip(builds[1], builds[2], strict=True)]
+        print(f"  sum of build seconds, 2 nodes / 1 node: median "
+              f"x{statistics.median(inflation):.2f} (per rep "
+              f"{', '.join(f'{r:.2f}' for r in inflation)}; 1.00 when two builds at once "
+              "do not slow each other)")
 
 
 def groundtruth_speedup(n: int, dim: int, n_queries: int, reps: int) -> None:
@@ -346,6 +366,8 @@ def main() -> None:
     parser.add_argument("--gt-dim", type=int, default=128)
     parser.add_argument("--gt-queries", type=int, default=2_000)
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--grid-backend", nargs="+", choices=sorted(GRIDS),
+                        default=["hnswlib", "faiss-ivf"])
     parser.add_argument("--skip-groundtruth", action="store_true")
     parser.add_argument("--memory-n", type=int, nargs=2, default=[20_000, 100_000])
     parser.add_argument("--memory-dims", type=int, nargs="+", default=[64, 256])
@@ -357,7 +379,8 @@ def main() -> None:
 
     if not args.overhead:
         if not args.skip_grid:
-            grid_speedup(args.grid_n, args.reps)
+            for backend in args.grid_backend:
+                grid_speedup(args.grid_n, args.reps, backend)
         if not args.skip_groundtruth:
             groundtruth_speedup(args.gt_n, args.gt_dim, args.gt_queries, args.reps)
         return
