@@ -45,7 +45,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(HERE), str(HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from bench.core.stats import cv  # noqa: E402
-from bench.gate.compare import Tolerances, compare_results  # noqa: E402
+from bench.gate.checks import headline_qps  # noqa: E402
+from bench.gate.compare import (  # noqa: E402
+    Tolerances,
+    compare_results,
+    reference_group,
+    reference_runs,
+)
 from bench.results.record import record_key as match_key  # noqa: E402
 from bench.results.record import run_name  # noqa: E402
 
@@ -97,16 +103,24 @@ def spread_table(old: list[dict], new: list[dict], first: str = "old CV") -> Non
                   f"max {max(cvs[label]):.1%} over {len(cvs[label])} points")
 
 
+def unchanged_pairs(count: int, pairs: int) -> list[tuple[int, int]]:
+    """The first ``pairs`` pairs of ``count`` unchanged runs, the same for every figure."""
+    return list(itertools.combinations(range(count), 2))[:pairs]
+
+
 def ratio_moves(unchanged: list[dict], pairs: int) -> None:
-    """Per point, |change| of its speed ratio over pairs of unchanged runs (median, max)."""
+    """Per point, |change| of its speed ratio over pairs of unchanged runs (median, max);
+    the ratio as the gate forms it: headline QPS over its group's reference run."""
     def ratios(data: dict) -> dict:
-        runs = [r for r in data["runs"] if r["status"] == "ok"]
-        ref = next(r["qps"] for r in runs if r.get("label") == "faiss-flat")
-        return {match_key(r): (run_name(r), r["qps"] / ref) for r in runs}
+        refs = reference_runs(data, None, "noise run")
+        ok = [r for r in data["runs"] if r["status"] == "ok"]
+        return {match_key(r): (run_name(r),
+                               headline_qps(r) / headline_qps(refs[reference_group(r)]))
+                for r in ok}
 
     table = [ratios(u) for u in unchanged]
-    combos = list(itertools.combinations(range(len(table)), 2))[:pairs]
-    print("\nspeed ratio (QPS / faiss-flat QPS) moves between unchanged runs "
+    combos = unchanged_pairs(len(table), pairs)
+    print("\nspeed ratio (QPS / reference QPS) moves between unchanged runs "
           f"({len(combos)} pairs)")
     for key, (name, _) in table[0].items():
         moves = sorted(abs(table[j][key][1] / table[i][key][1] - 1) for i, j in combos
@@ -118,7 +132,7 @@ def ratio_moves(unchanged: list[dict], pairs: int) -> None:
 
 def gate_figures(unchanged: list[dict], slowed: dict[float, list[dict]], tol: Tolerances,
                  pairs: int, what: str) -> None:
-    combos = list(itertools.combinations(range(len(unchanged)), 2))[:pairs]
+    combos = unchanged_pairs(len(unchanged), pairs)
     alarms = 0
     checks = 0
     for i, j in combos:

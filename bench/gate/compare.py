@@ -79,7 +79,7 @@ def reference_runs(
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in data.get("runs", []):
         if _is_reference(run, reference):
-            groups.setdefault(_group(run), []).append(run)
+            groups.setdefault(reference_group(run), []).append(run)
     if not groups:
         what = f"no run labelled or named {reference!r}" if reference else (
             "no exact reference run (faiss with factory Flat, or bruteforce)")
@@ -98,7 +98,8 @@ def reference_runs(
     return out
 
 
-def _group(run: dict[str, Any]) -> tuple[Any, ...]:
+def reference_group(run: dict[str, Any]) -> tuple[Any, ...]:
+    """The runs that share one reference run: same extractor, k and mode."""
     return (run.get("extractor"), run["k"], run.get("mode", "batch"))
 
 
@@ -247,8 +248,8 @@ def compare_results(
         elif cur is None:
             row.verdict = "missing"
         else:
-            row.checks = check_run(base, cur, b_refs.get(_group(base)),
-                                   c_refs.get(_group(cur)), tol)
+            row.checks = check_run(base, cur, b_refs.get(reference_group(base)),
+                                   c_refs.get(reference_group(cur)), tol)
             row.verdict = "pass" if all(c.ok for c in row.checks) else "fail"
         rows.append(row)
     for key, cur in c_runs.items():
